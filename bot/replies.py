@@ -1,0 +1,97 @@
+"""Every text the bots show users, in one place, so Discord and Slack say the same thing."""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+
+from worker.queue import Event, Take
+
+EXAMPLE = "rainy night lo-fi genre:jazz mood:calm bpm:80 30s takes:2"
+
+HELP = (
+    "🎵 *TexTuneS* makes background music from a few words or from your text.\n"
+    "• `/tune <words>` with optional `genre:` `mood:` `instruments:` (comma-separated, English or "
+    "Korean), `bpm:80` or `tempo:slow|medium|fast`, a length like `20s`, `takes:1-4`, `seed:42`.\n"
+    f"  Example: `/tune {EXAMPLE}`\n"
+    "• Mention me with a paragraph of your script, story or post (or attach a .txt, or reply to a "
+    "message) and I will pick the mood, genre, instruments and tempo for it.\n"
+    "• React 🔁 on a result to get a new take."
+)
+
+NOTHING_TO_PLAY = (
+    "Tell me what to play: give a prompt, a genre, a mood or instruments. "
+    "For example: `/tune prompt:rainy night by the window genre:Lofi mood:Calm`."
+)
+
+
+def rate_limited(retry_after_s: float, requests: int, window_s: float) -> str:
+    return (
+        f"You've asked for {requests} tracks in the last {_duration(window_s)}. "
+        f"Try again in {_duration(retry_after_s)}."
+    )
+
+
+def queue_full(depth: int) -> str:
+    return f"The music queue is full right now ({depth} tracks waiting). Please try again in a few minutes."
+
+
+def status_line(caption: str, position: int) -> str:
+    where = f"#{position} in line" if position > 0 else "starting"
+    return f"🎼 {caption} — {where}"
+
+
+def progress_line(caption: str, fraction: float) -> str:
+    return f"🎼 {caption} — generating {int(round(fraction * 100))} %"
+
+
+def done_line(caption: str, takes: int) -> str:
+    noun = "take" if takes == 1 else "takes"
+    return f"✅ {caption} — {takes} {noun} ready. React 🔁 for another."
+
+
+def analysing_line() -> str:
+    return "🧠 Reading your text…"
+
+
+def analysis_line(event: Event) -> str:
+    explanation = (event.brief or {}).get("explanation", "")
+    return f"🧠 {explanation}" if explanation else f"🧠 {event.caption}"
+
+
+def take_line(take: Take) -> str:
+    return f"Take {take.index} · seed {take.seed} · {take.duration:.1f} s"
+
+
+def failed_line(event: Event) -> str:
+    reason = event.error or "Something went wrong while making this track."
+    if event.job_id not in reason:
+        reason += f" Job id: {event.job_id}."
+    return f"⚠️ {reason}"
+
+
+def too_large(limit_bytes: int) -> str:
+    return (
+        f"⚠️ This track doesn't fit this channel's {limit_bytes / 1024 / 1024:.0f} MiB upload limit even at "
+        "the lowest quality. Ask for a shorter duration."
+    )
+
+
+def not_a_result() -> str:
+    return "🔁 works on a TexTuneS result or status message, and only for a day after it was made."
+
+
+def filename(caption: str, take: int) -> str:
+    """``textunes-<slug>-<n>.mp3``: a short ASCII slug of the caption."""
+    text = unicodedata.normalize("NFKD", caption).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    slug = "-".join(slug.split("-")[:6])[:48].strip("-") or "track"
+    return f"textunes-{slug}-{take}.mp3"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    return f"{math.ceil(seconds / 60)} min"

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from pipeline.models import TuneRequest
+from worker.queue import Event, JobQueue, ReplyTo, Take
+
+
+def test_queue_module_imports_without_torch() -> None:
+    code = "import worker.queue, bot.service, sys; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _submit(queue: JobQueue, prompt: str = "calm piano", takes: int = 1, platform: str = "cli"):
+    return queue.submit(TuneRequest(prompt=prompt, takes=takes), ReplyTo(platform=platform, channel_id="c1"))
+
+
+def test_submit_then_claim_returns_the_job_with_fixed_seeds(queue: JobQueue) -> None:
+    job = queue.submit(TuneRequest(prompt="x", takes=3, seed=10), ReplyTo(platform="cli"))
+    assert job.seeds == [10, 11, 12]
+    [delivery] = queue.claim("w1", 8, block_ms=100)
+    assert delivery.job.job_id == job.job_id
+    assert delivery.job.request.prompt == "x"
+    events = queue.read_events("cli", "f1", block_ms=10)
+    assert [e.type for e in events] == ["queued"]
+
+
+def test_claim_takes_up_to_count_in_one_read(queue: JobQueue) -> None:
+    ids = [_submit(queue, f"p{i}").job_id for i in range(5)]
+    first = queue.claim("w1", 3, block_ms=100)
+    second = queue.claim("w1", 3, block_ms=100)
+    assert [d.job.job_id for d in first] == ids[:3]
+    assert [d.job.job_id for d in second] == ids[3:]
+
+
+def test_position_and_depth_count_running_and_waiting_jobs(queue: JobQueue) -> None:
+    jobs = [_submit(queue) for _ in range(3)]
+    assert [queue.position(j.job_id) for j in jobs] == [1, 2, 3]
+    queue.claim("w1", 1, block_ms=100)
+    assert queue.position(jobs[0].job_id) == 0
+    assert queue.position(jobs[2].job_id) == 3  # one running, one ahead waiting
+    assert queue.depth() == 3
+
+
+def test_finish_publishes_done_once_and_acknowledges(queue: JobQueue) -> None:
+    job = _submit(queue)
+    [delivery] = queue.claim("w1", 1, block_ms=100)
+    take = Take(1, job.seeds[0], 5.0, queue.store_audio(job.job_id, 1, b"mp3"), 128, 3)
+    done = Event(type="done", job_id=job.job_id, reply_to=job.reply_to, takes=[take])
+    assert queue.finish(delivery, done) is True
+    assert queue.finish(delivery, done) is False  # a second worker finishing it publishes nothing
+    events = queue.read_events("cli", "f1", block_ms=10)
+    assert [e.type for e in events] == ["queued", "done"]
+    assert queue.load_audio(events[1].takes[0].audio_key) == b"mp3"
+    assert queue.depth() == 0
+
+
+def test_dead_worker_jobs_are_reclaimed_after_visibility_timeout(queue: JobQueue) -> None:
+    job = _submit(queue)
+    assert queue.claim("dead", 1, block_ms=100)
+    assert queue.claim("alive", 1, block_ms=10) == []  # still within the timeout
+    queue.redis.xclaim(queue.jobs_stream, "workers", "dead", 0, [queue.redis.xpending_range(
+        queue.jobs_stream, "workers", "-", "+", 1)[0]["message_id"]], idle=5000, justid=True)  # age it
+    [delivery] = queue.claim("alive", 1, block_ms=10)
+    assert delivery.job.job_id == job.job_id
+    assert delivery.deliveries == 2
+
+
+def test_failing_job_is_retried_then_dead_lettered_with_a_readable_failed_event(queue: JobQueue) -> None:
+    job = _submit(queue, platform="slack")
+    for attempt in range(1, queue.max_deliveries + 1):
+        [delivery] = queue.claim("w1", 1, block_ms=100)
+        assert delivery.job.attempt == attempt
+        dead = queue.retry_or_fail(delivery, "the model ran out of memory")
+        assert dead is (attempt == queue.max_deliveries)
+    assert queue.claim("w1", 1, block_ms=10) == []
+    [(dead_job, reason)] = queue.dead_letters()
+    assert dead_job.job_id == job.job_id and "out of memory" in reason
+    failed = [e for e in queue.read_events("slack", "f", block_ms=10) if e.type == "failed"]
+    assert len(failed) == 1
+    assert "out of memory" in failed[0].error and job.job_id in failed[0].error
+
+
+def test_release_puts_jobs_back_for_another_worker(queue: JobQueue) -> None:
+    job = _submit(queue)
+    deliveries = queue.claim("w1", 1, block_ms=100)
+    queue.release(deliveries)
+    [again] = queue.claim("w2", 1, block_ms=100)
+    assert again.job.job_id == job.job_id
+
+
+def test_frontend_restart_rereads_unacknowledged_events(redis_url: str) -> None:
+    with JobQueue.from_url(redis_url) as first:
+        _submit(first, platform="discord")
+        [event] = first.read_events("discord", "bot-1", block_ms=10)  # read, then the bot dies
+    with JobQueue.from_url(redis_url) as restarted:
+        [again] = restarted.read_events("discord", "bot-1", block_ms=10)
+        assert again.event_id == event.event_id
+        restarted.ack_event("discord", again.event_id)
+        assert restarted.read_events("discord", "bot-1", block_ms=10) == []
+
+
+def test_message_link_finds_the_request_for_regenerate(queue: JobQueue) -> None:
+    job = _submit(queue, "rainy night")
+    queue.link_message("discord", "m42", job.job_id)
+    found = queue.job_for_message("discord", "m42")
+    assert found is not None and found.request.prompt == "rainy night"
+    assert queue.job_for_message("discord", "unknown") is None
+
+
+def test_claim_post_is_true_only_once(queue: JobQueue) -> None:
+    assert queue.claim_post("j1", "take-1") is True
+    assert queue.claim_post("j1", "take-1") is False
+    queue.unclaim_post("j1", "take-1")
+    assert queue.claim_post("j1", "take-1") is True

@@ -1,0 +1,401 @@
+"""The job protocol on Redis Streams. Imports without torch: frontends use it too.
+
+Streams and keys (``P`` is the prefix, ``textunes`` by default):
+
+- ``P:jobs``              jobs; consumer group ``workers``; capped with ``MAXLEN ~``
+- ``P:jobs:dead``         jobs that failed ``max_deliveries`` times, with the reason
+- ``P:events:<platform>`` queued / started / progress / done / failed; group ``frontends``
+- ``P:job:<id>``          the job record (JSON), kept as long as its audio
+- ``P:audio:<id>:<n>``    MP3 bytes of take ``n``, with a TTL (24 h by default)
+- ``P:msg:<platform>:<message>`` -> job id, so a 🔁 on a posted message finds its request
+- ``P:done:<id>``         written once, atomically with the ``done``/``failed`` event: a job
+                          finished twice (a slow worker thought dead) still gets one event
+- ``P:posted:<id>:<what>`` a frontend's record that it already posted something
+
+Delivery is at-least-once: a worker acknowledges a job only after its result is published;
+a dead worker's jobs are taken over with XAUTOCLAIM once idle past ``visibility_timeout``.
+Everything on the wire is JSON, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import redis
+
+from pipeline.models import TuneRequest
+
+EventType = Literal["queued", "started", "progress", "done", "failed"]
+WORKER_GROUP = "workers"
+FRONTEND_GROUP = "frontends"
+
+
+@dataclass
+class ReplyTo:
+    """Where results go. Opaque to the worker; each frontend fills what it needs."""
+
+    platform: str
+    channel_id: str = ""
+    thread_id: str = ""
+    message_id: str = ""
+    user_id: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Job:
+    job_id: str
+    request: TuneRequest
+    reply_to: ReplyTo
+    seeds: list[int]
+    created_at: float
+    parent_job_id: str | None = None
+    attempt: int = 1
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["request"] = self.request.to_dict()
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, payload: str | bytes) -> "Job":
+        data = json.loads(payload)
+        data["request"] = TuneRequest.from_dict(data["request"])
+        data["reply_to"] = ReplyTo(**data["reply_to"])
+        return cls(**data)
+
+
+@dataclass
+class Take:
+    index: int  # 1-based
+    seed: int
+    duration: float
+    audio_key: str
+    bitrate_kbps: int
+    size_bytes: int
+
+
+@dataclass
+class Event:
+    type: EventType
+    job_id: str
+    reply_to: ReplyTo
+    caption: str = ""
+    progress: float = 0.0
+    brief: dict[str, Any] | None = None
+    takes: list[Take] = field(default_factory=list)
+    error: str = ""
+    event_id: str = ""  # the stream entry id, set when read
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.pop("event_id")
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, payload: str | bytes, event_id: str = "") -> "Event":
+        data = json.loads(payload)
+        data["reply_to"] = ReplyTo(**data["reply_to"])
+        data["takes"] = [Take(**t) for t in data.get("takes", [])]
+        return cls(**data, event_id=event_id)
+
+
+@dataclass
+class Delivery:
+    """A job handed to a worker; acknowledge it with ``JobQueue.finish`` or ``fail``."""
+
+    job: Job
+    entry_id: str
+    deliveries: int = 1
+
+
+# Publish the final event and acknowledge in one step, only if nobody finished the job before.
+_FINISH_ONCE = """
+local first = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+if first then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[4])
+end
+redis.call('XACK', KEYS[3], ARGV[5], ARGV[6])
+if first then return 1 else return 0 end
+"""
+
+
+class JobQueue:
+    """Submit, claim, finish and follow TexTuneS jobs on one Redis server."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "textunes",
+        audio_ttl_s: int = 24 * 3600,
+        visibility_timeout_s: float = 300.0,
+        max_deliveries: int = 3,
+        stream_maxlen: int = 10_000,
+    ) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.audio_ttl_s = audio_ttl_s
+        self.visibility_timeout_s = visibility_timeout_s
+        self.max_deliveries = max_deliveries
+        self.stream_maxlen = stream_maxlen
+        self.jobs_stream = f"{prefix}:jobs"
+        self.dead_stream = f"{prefix}:jobs:dead"
+        self._finish_once = client.register_script(_FINISH_ONCE)
+        self._groups_made: set[tuple[str, str]] = set()
+        self._backlog_read: set[str] = set()
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> "JobQueue":
+        return cls(redis.Redis.from_url(url, health_check_interval=30), **options)
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def __enter__(self) -> "JobQueue":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- keys -------------------------------------------------------------------------
+    def events_stream(self, platform: str) -> str:
+        return f"{self.prefix}:events:{platform}"
+
+    def _job_key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def audio_key(self, job_id: str, take: int) -> str:
+        return f"{self.prefix}:audio:{job_id}:{take}"
+
+    def _ensure_group(self, stream: str, group: str) -> None:
+        if (stream, group) in self._groups_made:
+            return
+        try:
+            self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        self._groups_made.add((stream, group))
+
+    # ---- frontends: submit and follow -------------------------------------------------
+    def submit(
+        self,
+        request: TuneRequest,
+        reply_to: ReplyTo,
+        *,
+        parent_job_id: str | None = None,
+        job_id: str | None = None,
+    ) -> Job:
+        """Record and enqueue a job; emits ``queued``. Seeds are fixed here so a retried job
+        makes the same audio."""
+        if request.seed is not None:
+            seeds = [(request.seed + i) % 2**32 for i in range(request.takes)]
+        else:
+            seeds = [random.randrange(2**32) for _ in range(request.takes)]
+        job = Job(
+            job_id=job_id or secrets.token_hex(6),
+            request=request,
+            reply_to=reply_to,
+            seeds=seeds,
+            created_at=time.time(),
+            parent_job_id=parent_job_id,
+        )
+        self._ensure_group(self.jobs_stream, WORKER_GROUP)
+        payload = job.to_json()
+        with self.redis.pipeline() as pipe:
+            pipe.set(self._job_key(job.job_id), payload, ex=self.audio_ttl_s)
+            pipe.xadd(self.jobs_stream, {"job": payload}, maxlen=self.stream_maxlen, approximate=True)
+            pipe.execute()
+        self.publish(Event(type="queued", job_id=job.job_id, reply_to=reply_to))
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        payload = self.redis.get(self._job_key(job_id))
+        return Job.from_json(payload) if payload else None
+
+    def depth(self) -> int:
+        """Jobs waiting or running: what a global queue cap compares against."""
+        self._ensure_group(self.jobs_stream, WORKER_GROUP)
+        for group in self.redis.xinfo_groups(self.jobs_stream):
+            if _text(group["name"]) == WORKER_GROUP:
+                return int(group.get("lag") or 0) + int(group["pending"])
+        return 0
+
+    def position(self, job_id: str) -> int:
+        """1-based place in line counting jobs running now; 0 once the job is running or gone."""
+        self._ensure_group(self.jobs_stream, WORKER_GROUP)
+        group = next(
+            g for g in self.redis.xinfo_groups(self.jobs_stream) if _text(g["name"]) == WORKER_GROUP
+        )
+        last = _text(group["last-delivered-id"])
+        waiting = self.redis.xrange(self.jobs_stream, min=f"({last}" if last != "0-0" else "-", max="+")
+        for place, (_, fields) in enumerate(waiting, start=1):
+            if json.loads(fields[b"job"])["job_id"] == job_id:
+                return int(group["pending"]) + place
+        return 0
+
+    def read_events(self, platform: str, consumer: str, *, count: int = 20, block_ms: int = 1000) -> list[Event]:
+        """Events for one platform through the ``frontends`` group.
+
+        The first call of a process returns what this consumer had read but not acknowledged
+        before it stopped; later calls take over events idle for ``visibility_timeout_s`` in
+        other (dead) consumers, then read new ones. Acknowledge each with ``ack_event``.
+        """
+        stream = self.events_stream(platform)
+        self._ensure_group(stream, FRONTEND_GROUP)
+        if stream not in self._backlog_read:
+            self._backlog_read.add(stream)
+            backlog = self.redis.xreadgroup(FRONTEND_GROUP, consumer, {stream: "0"}, count=10_000)
+            events = _events_from(backlog)
+            if events:
+                return events
+        _, claimed, _ = self.redis.xautoclaim(
+            stream, FRONTEND_GROUP, consumer, min_idle_time=int(self.visibility_timeout_s * 1000), count=count
+        )
+        events = [Event.from_json(f[b"event"], _text(i)) for i, f in claimed if f]
+        if events:
+            return events
+        return _events_from(self.redis.xreadgroup(FRONTEND_GROUP, consumer, {stream: ">"}, count=count, block=block_ms))
+
+    def ack_event(self, platform: str, event_id: str) -> None:
+        self.redis.xack(self.events_stream(platform), FRONTEND_GROUP, event_id)
+
+    def load_audio(self, audio_key: str) -> bytes | None:
+        return self.redis.get(audio_key)
+
+    def link_message(self, platform: str, message_id: str, job_id: str) -> None:
+        """Remember that a chat message shows ``job_id`` (for 🔁 regenerate)."""
+        self.redis.set(f"{self.prefix}:msg:{platform}:{message_id}", job_id, ex=self.audio_ttl_s)
+
+    def job_for_message(self, platform: str, message_id: str) -> Job | None:
+        job_id = self.redis.get(f"{self.prefix}:msg:{platform}:{message_id}")
+        return self.get_job(_text(job_id)) if job_id else None
+
+    def claim_post(self, job_id: str, what: str) -> bool:
+        """True the first time a frontend asks to post ``what`` for a job; False after."""
+        return bool(self.redis.set(f"{self.prefix}:posted:{job_id}:{what}", "1", nx=True, ex=self.audio_ttl_s))
+
+    def was_posted(self, job_id: str, what: str) -> bool:
+        return bool(self.redis.exists(f"{self.prefix}:posted:{job_id}:{what}"))
+
+    def unclaim_post(self, job_id: str, what: str) -> None:
+        """Give a claimed post back after posting failed, so a redelivery can try again."""
+        self.redis.delete(f"{self.prefix}:posted:{job_id}:{what}")
+
+    # ---- workers ----------------------------------------------------------------------
+    def claim(self, consumer: str, count: int, *, block_ms: int = 5000) -> list[Delivery]:
+        """Up to ``count`` jobs: first those a dead worker held too long, then new ones with
+        one blocking read. Jobs delivered ``max_deliveries`` times already are dead-lettered
+        here instead of being returned."""
+        self._ensure_group(self.jobs_stream, WORKER_GROUP)
+        deliveries: list[Delivery] = []
+        _, claimed, _ = self.redis.xautoclaim(
+            self.jobs_stream, WORKER_GROUP, consumer,
+            min_idle_time=int(self.visibility_timeout_s * 1000), count=count,
+        )
+        for entry_id, fields in claimed:
+            if not fields:  # trimmed away while pending
+                self.redis.xack(self.jobs_stream, WORKER_GROUP, entry_id)
+                continue
+            delivery = Delivery(Job.from_json(fields[b"job"]), _text(entry_id), self._times_delivered(entry_id))
+            if delivery.deliveries + delivery.job.attempt - 1 > self.max_deliveries:
+                self.dead_letter(delivery, "the worker stopped while making this track, too many times")
+            else:
+                deliveries.append(delivery)
+        if len(deliveries) < count:
+            read = self.redis.xreadgroup(
+                WORKER_GROUP, consumer, {self.jobs_stream: ">"},
+                count=count - len(deliveries), block=None if deliveries else block_ms,
+            )
+            for _, entries in read or []:
+                for entry_id, fields in entries:
+                    deliveries.append(Delivery(Job.from_json(fields[b"job"]), _text(entry_id)))
+        return deliveries
+
+    def _times_delivered(self, entry_id: bytes | str) -> int:
+        info = self.redis.xpending_range(self.jobs_stream, WORKER_GROUP, min=entry_id, max=entry_id, count=1)
+        return int(info[0]["times_delivered"]) if info else 1
+
+    def publish(self, event: Event) -> str:
+        return _text(self.redis.xadd(
+            self.events_stream(event.reply_to.platform), {"event": event.to_json()},
+            maxlen=self.stream_maxlen * 10, approximate=True,
+        ))
+
+    def store_audio(self, job_id: str, take: int, data: bytes) -> str:
+        key = self.audio_key(job_id, take)
+        with self.redis.pipeline() as pipe:
+            pipe.set(key, data, ex=self.audio_ttl_s)
+            pipe.expire(self._job_key(job_id), self.audio_ttl_s)
+            pipe.execute()
+        return key
+
+    def finish(self, delivery: Delivery, event: Event) -> bool:
+        """Publish the job's final event (``done`` or ``failed``) and acknowledge it, once.
+
+        Returns False when another worker had already finished this job (nothing published).
+        """
+        return bool(self._finish_once(
+            keys=[f"{self.prefix}:done:{delivery.job.job_id}", self.events_stream(event.reply_to.platform), self.jobs_stream],
+            args=[event.type, self.audio_ttl_s, self.stream_maxlen * 10, event.to_json(), WORKER_GROUP, delivery.entry_id],
+        ))
+
+    def retry_or_fail(self, delivery: Delivery, reason: str) -> bool:
+        """After a failure: enqueue the job again, or dead-letter it after ``max_deliveries``
+        attempts. Returns True when it was dead-lettered."""
+        job = delivery.job
+        if job.attempt + delivery.deliveries - 1 >= self.max_deliveries:
+            self.dead_letter(delivery, reason)
+            return True
+        job.attempt += 1
+        with self.redis.pipeline() as pipe:  # MULTI: re-added and acknowledged together
+            pipe.xadd(self.jobs_stream, {"job": job.to_json()}, maxlen=self.stream_maxlen, approximate=True)
+            pipe.xack(self.jobs_stream, WORKER_GROUP, delivery.entry_id)
+            pipe.execute()
+        return False
+
+    def release(self, deliveries: list[Delivery]) -> None:
+        """Hand claimed jobs back (a worker stopping before it started them)."""
+        if not deliveries:
+            return
+        with self.redis.pipeline() as pipe:
+            for delivery in deliveries:
+                pipe.xadd(self.jobs_stream, {"job": delivery.job.to_json()}, maxlen=self.stream_maxlen, approximate=True)
+                pipe.xack(self.jobs_stream, WORKER_GROUP, delivery.entry_id)
+            pipe.execute()
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        job = delivery.job
+        self.redis.xadd(
+            self.dead_stream, {"job": job.to_json(), "reason": reason, "failed_at": str(time.time())},
+            maxlen=self.stream_maxlen, approximate=True,
+        )
+        self.finish(delivery, Event(
+            type="failed", job_id=job.job_id, reply_to=job.reply_to,
+            error=f"Sorry, this track could not be made ({reason}). Job id: {job.job_id}.",
+        ))
+
+    def dead_letters(self, count: int = 100) -> list[tuple[Job, str]]:
+        return [
+            (Job.from_json(f[b"job"]), _text(f[b"reason"]))
+            for _, f in self.redis.xrange(self.dead_stream, count=count)
+        ]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _events_from(read: Any) -> list[Event]:
+    return [
+        Event.from_json(fields[b"event"], _text(entry_id))
+        for _, entries in read or []
+        for entry_id, fields in entries
+        if fields
+    ]
