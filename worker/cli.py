@@ -1,0 +1,274 @@
+"""``textunes``: generate locally, run a worker, submit a job, analyse text, run the bots.
+
+Every option defaults to its environment variable (see ``worker/settings.py`` and the
+README's settings table), so a deployment is configured by environment alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from worker.settings import ENV_NAMES, Settings
+
+log = logging.getLogger("textunes")
+
+
+def _env(name: str) -> str:
+    return f"(env {ENV_NAMES[name]})"
+
+
+def build_parser(settings: Settings, command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI. Commands backed by optional packages (analyze, discord, slack) load their
+    module, and its options, only when ``command`` names them: ``--help`` stays fast and a
+    bot host without torch can still run everything it has installed."""
+    parser = argparse.ArgumentParser(
+        prog="textunes",
+        description="TexTuneS: background music from a chat message. MusicGen on a GPU worker, "
+                    "Discord and Slack frontends, Redis in between.",
+        epilog="Prompts accept inline options: 'rainy night genre:jazz mood:calm bpm:80 20s takes:2'. "
+               "Run 'textunes COMMAND --help' for each command's options.",
+    )
+    parser.add_argument("--log-level", default=settings.log_level, help=f"DEBUG, INFO, WARNING… {_env('log_level')}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gen = sub.add_parser("generate", help="make music in this process (no Redis) and write MP3s",
+                         description="Run the whole pipeline here: caption, MusicGen, loudness, MP3. "
+                                     "With --takes N the files are OUT-1.mp3 … OUT-N.mp3.")
+    gen.add_argument("prompt", help="words, optionally with inline options (genre:jazz mood:calm bpm:80 20s)")
+    gen.add_argument("-o", "--output", default="textunes.mp3", help="output MP3 path (default: %(default)s)")
+    _add_model_options(gen, settings)
+    _add_request_options(gen)
+
+    work = sub.add_parser("worker", help="run a GPU worker that takes jobs from Redis",
+                          description="Claim jobs from Redis in batches and generate them. SIGTERM stops "
+                                      "claiming, finishes the batch in hand and exits; a second SIGTERM "
+                                      "exits at once and the jobs it held are re-claimed by another worker.")
+    _add_model_options(work, settings)
+    work.add_argument("--redis-url", default=settings.redis_url, help=f"{_env('redis_url')} default: %(default)s")
+    work.add_argument("--batch-size", type=int, default=settings.batch_size,
+                      help=f"most rows (takes) per generate call {_env('batch_size')} default: %(default)s")
+
+    submit = sub.add_parser("submit", help="queue a job through Redis, optionally wait for the MP3s",
+                            description="Enqueue a job as the 'cli' platform: how an operator checks a "
+                                        "deployment without a chat. With --wait, prints progress and writes "
+                                        "the MP3(s) when done (OUT-1.mp3 … for several takes).")
+    submit.add_argument("prompt", help="words, optionally with inline options")
+    submit.add_argument("--redis-url", default=settings.redis_url, help=f"{_env('redis_url')} default: %(default)s")
+    submit.add_argument("--wait", action="store_true", help="wait for the result and write it")
+    submit.add_argument("-o", "--output", default="textunes.mp3", help="output path with --wait (default: %(default)s)")
+    submit.add_argument("--timeout", type=float, default=600.0, help="seconds to wait with --wait (default: %(default)s)")
+    submit.add_argument("--text", action="store_true", help="treat PROMPT as text to analyse (text mode)")
+    _add_request_options(submit)
+
+    for name, module, help_text in (
+        ("analyze", "pipeline.analysis.cli", "print the musical brief the analyser derives from a text"),
+        ("discord", "bot.discord_bot", "run the Discord bot (needs DISCORD_TOKEN)"),
+        ("slack", "bot.slack_app", "run the Slack app (needs SLACK_BOT_TOKEN and an app token or signing secret)"),
+    ):
+        lazy = sub.add_parser(name, help=help_text, description=help_text)
+        lazy.set_defaults(module=module)
+        if name != command:
+            continue
+        try:
+            importlib.import_module(module).configure_parser(lazy)
+        except ImportError as error:
+            lazy.set_defaults(missing=str(error))
+    return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    parser.add_argument("--model", default=settings.model,
+                        help=f"hub id or local directory {_env('model')} default: %(default)s")
+    parser.add_argument("--device", default=settings.device,
+                        help=f"auto (cuda, then mps, then cpu), cuda, cuda:1, cpu… {_env('device')} default: %(default)s")
+
+
+def _add_request_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=float, help="seconds of music (default 10; inline '20s' works too)")
+    parser.add_argument("--takes", type=int, help="how many different takes, 1-4 (default 1)")
+    parser.add_argument("--seed", type=int, help="seed of the first take, for a repeatable result")
+
+
+def _request(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
+    from bot.options import parse_inline
+    from pipeline.models import TuneRequest
+    from pipeline.validation import validate
+
+    if getattr(args, "text", False):
+        request = TuneRequest(text=args.prompt)
+    else:
+        request = parse_inline(args.prompt)
+    if args.duration is not None:
+        request.duration = args.duration
+    if args.takes is not None:
+        request.takes = args.takes
+    if args.seed is not None:
+        request.seed = args.seed
+    return validate(request, settings.limits)
+
+
+def take_paths(output: str, takes: int) -> list[Path]:
+    """``out.mp3`` for one take; ``out-1.mp3 … out-N.mp3`` for several."""
+    path = Path(output)
+    if takes == 1:
+        return [path]
+    suffix = path.suffix or ".mp3"
+    return [path.with_name(f"{path.stem}-{n}{suffix}") for n in range(1, takes + 1)]
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from pipeline.audio import encode_mp3, finish
+    from pipeline.brief import brief_from_tags
+    from worker.musicgen import MusicGen, Row
+
+    request = _request(args, settings)
+    brief = brief_from_tags(request)
+    print(f"caption: {brief.caption}")
+    engine = _load_engine(args)
+    if engine is None:
+        return 2
+    seeds = [request.seed + i if request.seed is not None else int(np.random.randint(2**31)) for i in range(request.takes)]
+    rows = [Row(brief.caption, seed, request.duration) for seed in seeds]
+    with tqdm(total=100, unit="%", desc="generating", disable=None) as bar:
+        def progress(fraction: float) -> None:
+            bar.update(int(fraction * 100) - bar.n)
+        generated = engine.generate(rows, guidance_scale=settings.guidance_scale, top_k=settings.top_k, progress=progress)
+    for path, seed, samples in zip(take_paths(args.output, request.takes), seeds, generated.audio):
+        encoded = encode_mp3(finish(samples, generated.sample_rate), generated.sample_rate,
+                             max_bytes=settings.max_upload_bytes)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encoded.data)
+        print(f"wrote {path} ({encoded.duration_s:.1f} s, seed {seed}, {encoded.bitrate_kbps} kbps)")
+    return 0
+
+
+def _load_engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from worker.musicgen import ModelLoadError, MusicGen
+
+    try:
+        return MusicGen.load(args.model, device=args.device)
+    except ModelLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.loop import Worker, WorkerOptions
+    from worker.queue import JobQueue
+
+    engine = _load_engine(args)
+    if engine is None:
+        return 2
+    queue = JobQueue.from_url(args.redis_url, prefix=settings.prefix, audio_ttl_s=settings.audio_ttl_s,
+                              visibility_timeout_s=settings.visibility_timeout_s,
+                              max_deliveries=settings.max_deliveries)
+    options = WorkerOptions(batch_size=args.batch_size, guidance_scale=settings.guidance_scale,
+                            top_k=settings.top_k, max_upload_bytes=settings.max_upload_bytes)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now; held jobs return to the queue after the visibility timeout")
+            raise SystemExit(1)
+        log.info("signal %d: finishing the batch in hand, then exiting", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with queue:
+        Worker(queue, engine, options).run(stop)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.queue import JobQueue, ReplyTo
+
+    request = _request(args, settings)
+    with JobQueue.from_url(args.redis_url, prefix=settings.prefix) as queue:
+        stream = queue.events_stream("cli")
+        last = queue.redis.xrevrange(stream, count=1)
+        since = last[0][0] if last else "0-0"
+        job = queue.submit(request, ReplyTo(platform="cli"))
+        print(f"queued job {job.job_id} (#{queue.position(job.job_id)} in line)")
+        if not args.wait:
+            return 0
+        return _wait(queue, stream, since, job.job_id, args)
+
+
+def _wait(queue, stream: str, since: bytes | str, job_id: str, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    from worker.queue import Event
+
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        read = queue.redis.xread({stream: since}, block=1000, count=100)
+        for _, entries in read or []:
+            for entry_id, fields in entries:
+                since = entry_id
+                event = Event.from_json(fields[b"event"])
+                if event.job_id != job_id:
+                    continue
+                if event.type == "started":
+                    print(f"caption: {event.caption}")
+                elif event.type == "progress":
+                    print(f"progress: {event.progress:.0%}")
+                elif event.type == "failed":
+                    print(f"failed: {event.error}", file=sys.stderr)
+                    return 1
+                elif event.type == "done":
+                    for path, take in zip(take_paths(args.output, len(event.takes)), event.takes):
+                        data = queue.load_audio(take.audio_key)
+                        if data is None:
+                            print(f"take {take.index} expired before it was fetched", file=sys.stderr)
+                            return 1
+                        path.write_bytes(data)
+                        print(f"wrote {path} ({take.duration:.1f} s, seed {take.seed})")
+                    return 0
+    print(f"no result for job {job_id} within {args.timeout:g} s; is a worker running?", file=sys.stderr)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = Settings.from_env()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((word for word in argv if not word.startswith("-")), None)
+    parser = build_parser(settings, command)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.validation import InvalidRequest
+
+    try:
+        if args.command == "generate":
+            return cmd_generate(args, settings)
+        if args.command == "worker":
+            return cmd_worker(args, settings)
+        if args.command == "submit":
+            return cmd_submit(args, settings)
+        if getattr(args, "missing", None):
+            print(f"textunes {args.command} needs packages that are not installed ({args.missing}). "
+                  f"Install with: pip install 'textunes[{_extra(args.command)}]'", file=sys.stderr)
+            return 2
+        module = importlib.import_module(args.module)
+        if args.command == "analyze":
+            return module.run(args)
+        return module.run(args, settings)
+    except InvalidRequest as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _extra(command: str) -> str:
+    return {"analyze": "worker", "discord": "discord", "slack": "slack"}[command]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
