@@ -25,6 +25,7 @@ class RateLimiter:
         self.requests = requests
         self.window_s = window_s
         self.prefix = prefix
+        self.redis = client
         self._take = client.register_script(_TAKE)
 
     def take(self, user_key: str, now: float | None = None) -> float | None:
@@ -36,3 +37,12 @@ class RateLimiter:
         )
         wait = float(result)
         return None if wait < 0 else max(wait, 1.0)
+
+    def peek(self, user_key: str, now: float | None = None) -> float | None:
+        """Like ``take`` without using a request: None when one is free now, else seconds to wait."""
+        now = time.time() if now is None else now
+        used = self.redis.zrangebyscore(f"{self.prefix}:rate:{user_key}", f"({now - self.window_s}", "+inf",
+                                        withscores=True)
+        if len(used) < self.requests:
+            return None
+        return max(float(used[0][1]) + self.window_s - now, 1.0)

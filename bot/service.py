@@ -68,6 +68,16 @@ class TuneService:
         position = await asyncio.to_thread(self.queue.position, job.job_id)
         return Submission(job, position, preview_caption(request))
 
+    async def precheck(self, platform: str, user_id: str) -> None:
+        """Raise Refused when ``submit`` would refuse now (queue cap, rate limit), using nothing:
+        lets a frontend answer privately before it posts anything public."""
+        depth = await asyncio.to_thread(self.queue.depth)
+        if depth >= self.settings.queue_cap:
+            raise Refused(replies.queue_full(depth))
+        wait = await asyncio.to_thread(self.limiter.peek, f"{platform}:{user_id}")
+        if wait is not None:
+            raise Refused(replies.rate_limited(wait, self.settings.rate_limit_requests, self.settings.rate_limit_window_s))
+
     async def regenerate(self, platform: str, user_id: str, message_id: str,
                          reply_to: ReplyTo | None = None) -> Submission | None:
         """A new take of the request behind a posted message, with a new seed; None when the

@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.redis_server import RedisServer
+from worker.local_redis import RedisServer
 from worker.queue import JobQueue
+
+# Nothing in the tests may reach the Hugging Face hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 SEED_DIR = Path(os.environ.get("TEXTUNES_SEED_DIR", Path(__file__).resolve().parents[2] / "shared" / "seed"))
 
@@ -39,7 +43,6 @@ def queue(redis_url: str) -> Iterator[JobQueue]:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random MusicGen of a few hundred thousand parameters, saved with save_pretrained."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from worker.random_model import build_random_musicgen
 
     return build_random_musicgen(tmp_path_factory.mktemp("tiny-musicgen"), "tiny")

@@ -172,7 +172,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     queue = JobQueue.from_url(args.redis_url, prefix=settings.prefix, audio_ttl_s=settings.audio_ttl_s,
                               visibility_timeout_s=settings.visibility_timeout_s,
                               max_deliveries=settings.max_deliveries)
-    options = WorkerOptions(batch_size=args.batch_size, guidance_scale=settings.guidance_scale,
+    options = WorkerOptions(batch_size=args.batch_size, batch_window_ms=settings.batch_window_ms, guidance_scale=settings.guidance_scale,
                             top_k=settings.top_k, max_upload_bytes=settings.max_upload_bytes)
     stop = threading.Event()
 

@@ -43,16 +43,23 @@ class WorkerOptions:
     top_k: int = 250
     max_upload_bytes: int = 10 * 1024 * 1024
     block_ms: int = 2000
+    batch_window_ms: int = 50  # after the first job arrives, wait this long for more to batch
     finishing: Finishing = field(default_factory=Finishing)
     consumer: str = field(default_factory=lambda: f"worker-{socket.gethostname()}-{os.getpid()}")
 
 
 @dataclass
 class BatchReport:
+    """What one batch did, with wall-clock marks (time.time()) for the benchmark."""
+
     jobs: int
     rows: int
     model_seconds: float
     failed: list[str]
+    claimed_at: float = 0.0
+    generate_ended_at: float = 0.0
+    finishing_s: float = 0.0  # loudness, fades and MP3 encoding, all takes
+    published_at: float = 0.0
 
 
 class Worker:
@@ -63,6 +70,7 @@ class Worker:
         self.options = options
         self._analyser = analyser
         self.batches: list[BatchReport] = []
+        self._timing = BatchReport(0, 0, 0.0, [])
 
     @property
     def analyser(self) -> Analyser:
@@ -79,7 +87,7 @@ class Worker:
         log.info("worker %s waiting for jobs (batch size %d)", self.options.consumer, self.options.batch_size)
         while not stop.is_set():
             try:
-                deliveries = self.queue.claim(self.options.consumer, self.options.batch_size, block_ms=self.options.block_ms)
+                deliveries = self._claim_batch()
             except Exception:
                 log.exception("claiming jobs failed; retrying in 1 s")
                 stop.wait(1.0)
@@ -88,7 +96,23 @@ class Worker:
                 self.run_batch(deliveries)
         log.info("worker %s stopped", self.options.consumer)
 
+    def _claim_batch(self) -> list[Delivery]:
+        """Block for the first job, then gather what else arrives within the batch window."""
+        size = self.options.batch_size
+        deliveries = self.queue.claim(self.options.consumer, size, block_ms=self.options.block_ms)
+        deadline = time.monotonic() + self.options.batch_window_ms / 1000
+        while deliveries and len(deliveries) < size:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                break
+            more = self.queue.claim(self.options.consumer, size - len(deliveries), block_ms=remaining_ms)
+            if not more:
+                break
+            deliveries += more
+        return deliveries
+
     def run_batch(self, deliveries: list[Delivery]) -> BatchReport:
+        self._timing = BatchReport(len(deliveries), 0, 0.0, [], claimed_at=time.time())
         briefed: list[tuple[Delivery, Brief]] = []
         failed: list[str] = []
         for delivery in deliveries:
@@ -112,8 +136,11 @@ class Worker:
         if briefed:
             more_failed, generated = self._generate_and_publish(briefed)
             failed += more_failed
-        report = BatchReport(len(deliveries), len(generated.audio) if generated else 0,
-                             generated.model_seconds if generated else 0.0, failed)
+        report = self._timing
+        report.failed = failed
+        report.published_at = time.time()
+        if generated is not None:
+            report.rows, report.model_seconds = len(generated.audio), generated.model_seconds
         self.batches.append(report)
         return report
 
@@ -161,8 +188,10 @@ class Worker:
                                          reply_to=delivery.job.reply_to, caption=brief.caption,
                                          progress=round(min(fraction, 1.0), 3)))
 
-        return self.engine.generate(rows, guidance_scale=self.options.guidance_scale,
-                                    top_k=self.options.top_k, progress=progress)
+        generated = self.engine.generate(rows, guidance_scale=self.options.guidance_scale,
+                                         top_k=self.options.top_k, progress=progress)
+        self._timing.generate_ended_at = time.time()
+        return generated
 
     def _publish_results(self, briefed: list[tuple[Delivery, Brief]], generated: Generated) -> list[str]:
         failed: list[str] = []
@@ -175,8 +204,10 @@ class Worker:
             first_row += len(job.seeds)
             try:
                 for index, (seed, samples) in enumerate(zip(job.seeds, rows), start=1):
+                    started = time.perf_counter()
                     audio = finish(samples, generated.sample_rate, self.options.finishing)
                     encoded = encode_mp3(audio, generated.sample_rate, max_bytes=self.options.max_upload_bytes)
+                    self._timing.finishing_s += time.perf_counter() - started
                     key = self.queue.store_audio(job.job_id, index, encoded.data)
                     takes.append(Take(index=index, seed=seed, duration=round(encoded.duration_s, 3), audio_key=key,
                                       bitrate_kbps=encoded.bitrate_kbps, size_bytes=len(encoded.data)))

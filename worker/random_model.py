@@ -21,7 +21,17 @@ _WORDS = (
 
 
 def build_random_musicgen(out_dir: str | Path, size: Size = "tiny", seed: int = 0) -> Path:
-    """Save a random MusicGen (T5 text encoder + EnCodec 32 kHz + decoder) to ``out_dir``.
+    """Save a random MusicGen (model, processor, generation config) to ``out_dir``."""
+    model, processor = random_musicgen(size, seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def random_musicgen(size: Size = "tiny", seed: int = 0):  # type: ignore[no-untyped-def]
+    """A random MusicGen (T5 text encoder + EnCodec 32 kHz + decoder) and its processor.
 
     ``tiny``: a few hundred thousand parameters, for tests. ``small``: the shape of
     facebook/musicgen-small (decoder defaults, T5-base-sized encoder, EnCodec 32 kHz with
@@ -35,8 +45,6 @@ def build_random_musicgen(out_dir: str | Path, size: Size = "tiny", seed: int = 
     )
 
     torch.manual_seed(seed)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if size == "tiny":
         codebook = 64
         text = T5Config(vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
@@ -67,7 +75,6 @@ def build_random_musicgen(out_dir: str | Path, size: Size = "tiny", seed: int = 
         decoder_start_token_id=codebook, pad_token_id=codebook, bos_token_id=codebook,
         do_sample=True, guidance_scale=3.0, top_k=250, max_length=1503,
     )
-    model.save_pretrained(out)
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
     vocab += [(f"▁{w}", -float(i + 1)) for i, w in enumerate(_WORDS)]
     vocab += [(chr(c), -50.0) for c in range(ord("a"), ord("z") + 1)]
@@ -75,8 +82,7 @@ def build_random_musicgen(out_dir: str | Path, size: Size = "tiny", seed: int = 
     vocab = vocab[: text.vocab_size]
     tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0)
     processor = MusicgenProcessor(feature_extractor=EncodecFeatureExtractor(feature_size=1, sampling_rate=32_000), tokenizer=tokenizer)
-    processor.save_pretrained(out)
-    return out
+    return model, processor
 
 
 if __name__ == "__main__":

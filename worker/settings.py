@@ -24,6 +24,7 @@ class Settings:
     model: str = "facebook/musicgen-small"
     device: str = "auto"
     batch_size: int = 8
+    batch_window_ms: int = 50
     max_duration: float = 30.0
     audio_ttl_s: int = 24 * 3600
     visibility_timeout_s: float = 300.0
@@ -73,7 +74,7 @@ ENV_NAMES = {
     "slack_app_token": "SLACK_APP_TOKEN",
     "slack_signing_secret": "SLACK_SIGNING_SECRET",
     **{name: f"TEXTUNES_{name.upper()}" for name in (
-        "prefix", "model", "device", "batch_size", "max_duration", "audio_ttl_s",
+        "prefix", "model", "device", "batch_size", "batch_window_ms", "max_duration", "audio_ttl_s",
         "visibility_timeout_s", "max_deliveries", "guidance_scale", "top_k", "max_upload_bytes",
         "rate_limit_requests", "rate_limit_window_s", "queue_cap", "progress_interval_s",
         "log_level", "slack_port",

@@ -1,0 +1,7 @@
+"""Text -> musical brief (issue 5): offline embedded analyser, optional stronger models."""
+
+from .analyser import Analyser
+from .config import AnalysisConfig, ConfigError
+from .text import AnalysisError
+
+__all__ = ["Analyser", "AnalysisConfig", "AnalysisError", "ConfigError"]

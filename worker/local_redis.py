@@ -1,4 +1,4 @@
-"""A throwaway redis-server for tests: own port, no persistence, can be killed and restarted."""
+"""A throwaway redis-server for tests and benchmarks: own port, no persistence, can be killed and restarted."""
 
 from __future__ import annotations
 

@@ -1,0 +1,149 @@
+"""Where Discord results go: the ``ChatOutput`` the event pump calls for the Discord platform.
+
+A job's ``ReplyTo`` says where to post (``extra`` holds the Discord-only parts, see
+``DiscordTarget``). Takes go into the job's thread when it has one, with the bot token.
+Without a thread (DMs, channels where threads aren't allowed) they go in place: as
+interaction follow-ups while the interaction token is alive (15 minutes), then with the
+bot token. The status message is edited the same way. The clock is injectable so the
+15-minute switch can be tested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from bot import replies
+from worker.queue import Event, ReplyTo, Take
+
+log = logging.getLogger("textunes.discord")
+
+INTERACTION_TOKEN_LIFETIME_S = 15 * 60
+TOKEN_SAFETY_MARGIN_S = 60  # stop using a token a minute before Discord stops taking it
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord allows a bot in an unboosted guild or a DM
+
+
+@dataclass
+class DiscordTarget:
+    """The Discord-only part of a ReplyTo, kept in ``ReplyTo.extra`` (JSON)."""
+
+    application_id: str = ""
+    interaction_token: str = ""  # only for /tune; lives 15 minutes
+    token_at: float = 0.0  # clock time the interaction arrived
+    upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    guild_id: str = ""
+
+    def to_extra(self) -> dict[str, Any]:
+        return {
+            "application_id": self.application_id, "interaction_token": self.interaction_token,
+            "token_at": self.token_at, "upload_limit": self.upload_limit, "guild_id": self.guild_id,
+        }
+
+    @classmethod
+    def from_reply_to(cls, reply_to: ReplyTo) -> "DiscordTarget":
+        extra = reply_to.extra or {}
+        return cls(
+            application_id=str(extra.get("application_id", "")),
+            interaction_token=str(extra.get("interaction_token", "")),
+            token_at=float(extra.get("token_at", 0.0)),
+            upload_limit=int(extra.get("upload_limit", DEFAULT_UPLOAD_LIMIT)),
+            guild_id=str(extra.get("guild_id", "")),
+        )
+
+
+class DiscordOutput:
+    """Posts a job's status, texts and takes for the event pump (see ``bot.service.ChatOutput``)."""
+
+    def __init__(self, client: discord.Client, *, clock: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.clock = clock
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._updated: set[str] = set()  # status messages an event has already edited
+
+    # ---- ChatOutput --------------------------------------------------------------------
+    async def update_status(self, event: Event, text: str) -> None:
+        reply_to = event.reply_to
+        if not reply_to.message_id:
+            return
+        async with self._lock(reply_to.message_id):
+            self._updated.add(reply_to.message_id)
+            await self._edit(reply_to, text)
+
+    async def post_text(self, event: Event, text: str) -> str | None:
+        message = await self._send(event.reply_to, content=text)
+        return str(message.id) if message else None
+
+    async def post_take(self, event: Event, take: Take, audio: bytes, filename: str, text: str) -> str | None:
+        limit = DiscordTarget.from_reply_to(event.reply_to).upload_limit
+        if len(audio) > limit:
+            fitted = await asyncio.to_thread(_fit, audio, limit)
+            if fitted is None:
+                log.info("job %s: take %d is %d bytes, over the %d-byte upload limit even re-encoded",
+                         event.job_id, take.index, len(audio), limit)
+                await self._send(event.reply_to, content=replies.too_large(limit))
+                return None
+            log.info("job %s: take %d re-encoded from %d to %d bytes for a %d-byte upload limit",
+                     event.job_id, take.index, len(audio), len(fitted), limit)
+            audio = fitted
+        message = await self._send(event.reply_to, content=text,
+                                   file=discord.File(io.BytesIO(audio), filename=filename))
+        return str(message.id) if message else None
+
+    # ---- used by the bot's handlers ----------------------------------------------------
+    async def initial_status(self, reply_to: ReplyTo, text: str) -> None:
+        """Show the queue position on a status message, unless an event got there first
+        (a fast worker can start or finish a job before the handler gets back here)."""
+        if not reply_to.message_id:
+            return
+        async with self._lock(reply_to.message_id):
+            if reply_to.message_id in self._updated:
+                return
+            await self._edit(reply_to, text)
+
+    def token_alive(self, reply_to: ReplyTo) -> bool:
+        target = DiscordTarget.from_reply_to(reply_to)
+        if not (target.interaction_token and target.application_id):
+            return False
+        age = self.clock() - target.token_at
+        return age < INTERACTION_TOKEN_LIFETIME_S - TOKEN_SAFETY_MARGIN_S
+
+    # ---- plumbing ----------------------------------------------------------------------
+    def _lock(self, message_id: str) -> asyncio.Lock:
+        if len(self._locks) > 10_000:  # forget old jobs; a lock only matters for seconds
+            self._locks.clear()
+            self._updated.clear()
+        return self._locks.setdefault(message_id, asyncio.Lock())
+
+    def _webhook(self, reply_to: ReplyTo) -> discord.Webhook:
+        target = DiscordTarget.from_reply_to(reply_to)
+        return discord.Webhook.partial(int(target.application_id), target.interaction_token, client=self.client)
+
+    async def _edit(self, reply_to: ReplyTo, text: str) -> None:
+        if self.token_alive(reply_to):
+            await self._webhook(reply_to).edit_message(int(reply_to.message_id), content=text)
+            return
+        channel = self.client.get_partial_messageable(int(reply_to.channel_id))
+        await channel.get_partial_message(int(reply_to.message_id)).edit(content=text)
+
+    async def _send(self, reply_to: ReplyTo, **kwargs: Any) -> discord.abc.Snowflake | None:
+        if reply_to.thread_id:
+            return await self.client.get_partial_messageable(int(reply_to.thread_id)).send(**kwargs)
+        if self.token_alive(reply_to):
+            return await self._webhook(reply_to).send(wait=True, **kwargs)
+        return await self.client.get_partial_messageable(int(reply_to.channel_id)).send(**kwargs)
+
+
+def _fit(audio: bytes, limit: int) -> bytes | None:
+    from pipeline.audio import TooLargeForLimit, fit_mp3  # numpy/lameenc/soundfile; no torch
+
+    try:
+        return fit_mp3(audio, limit).data
+    except TooLargeForLimit:
+        return None

@@ -1,0 +1,290 @@
+"""Text -> musical brief: the embedded analyser (offline, CPU) plus optional stronger models."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from pipeline.brief import request_bpm
+from pipeline.caption import build_caption, caption_word
+from pipeline.catalog import Kind, catalog
+from pipeline.models import Brief, TuneRequest
+
+from . import lexicon, music, text as textmod
+from .config import AnalysisConfig
+from .embedder import Embedder
+from .profiles import Profile, of_kind
+
+log = logging.getLogger(__name__)
+
+THEME_MAX_WORDS = 25
+
+# Anchor phrases for a zero-shot valence/arousal reading of the embeddings.
+_ANCHORS = {
+    "v+": ["a happy, joyful and wonderful moment", "love, warmth and gratitude", "a bright hopeful day full of fun"],
+    "v-": ["a sad, painful and terrible loss", "fear, anger and despair", "a dark lonely night of grief"],
+    "a+": ["an intense, loud and frantic rush", "exciting fast action and danger", "shouting, running, explosions and a cheering crowd"],
+    "a-": ["a calm, quiet and sleepy moment", "slow, still and peaceful rest", "a soft gentle whisper in silence"],
+}
+
+
+@dataclass
+class Reading:
+    """What the text says, before musical choices."""
+
+    valence: float
+    arousal: float
+    lexicon_hits: int
+    doc: np.ndarray  # unit vector: the text's embedding
+    theme: str
+    korean_share: float
+    truncated: bool
+    analysed_chars: int
+    original_chars: int
+
+
+def _clip(x: float) -> float:
+    return float(max(-1.0, min(1.0, x)))
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() + 1e-6)
+
+
+class Analyser:
+    """Loads models once; ``analyse`` is then pure CPU work on one request."""
+
+    def __init__(self, config: AnalysisConfig, embedder: Embedder, extras=None, captioner=None) -> None:  # type: ignore[no-untyped-def]
+        self.config = config
+        self.embedder = embedder
+        self.extras = extras
+        self.captioner = captioner
+        self._profiles: dict[Kind, list[Profile]] = {k: of_kind(k) for k in ("mood", "genre", "instrument")}
+        self._profile_vecs = {k: embedder.encode([p.description for p in ps]) for k, ps in self._profiles.items()}
+        self._profile_va = {k: np.array([[p.valence, p.arousal] for p in ps]) for k, ps in self._profiles.items()}
+        anchors = {k: embedder.encode(v).mean(0) for k, v in _ANCHORS.items()}
+        self._valence_axis = anchors["v+"] - anchors["v-"]
+        self._arousal_axis = anchors["a+"] - anchors["a-"]
+        self._mentions = _mention_patterns()
+
+    @classmethod
+    def load(cls, config: AnalysisConfig = AnalysisConfig()) -> "Analyser":
+        embedder = Embedder.load(device=config.device)
+        from .extras import OptionalModels
+        from .llm import LLMCaptioner
+
+        extras = OptionalModels.load(config)
+        captioner = LLMCaptioner.from_config(config)
+        lexicon.kiwi()  # load the Korean analyser now rather than on the first Korean text
+        return cls(config, embedder, extras, captioner)
+
+    # ----------------------------------------------------------------- public
+    def analyse_text(self, text: str) -> Brief:
+        return self.analyse(TuneRequest(text=text))
+
+    def analyse(self, request: TuneRequest) -> Brief:
+        if not request.text.strip():
+            raise textmod.AnalysisError("There is no text to analyse: send a sentence or a paragraph.")
+        reading = self.read(request.text)
+        if self.extras is not None:
+            reading = self.extras.refine_reading(reading, request.text[: self.config.max_analysis_chars])
+        moods = self._choose_moods(reading, request.text)
+        genres = self._choose_genres(reading, moods, request.text)
+        instruments = self._choose_instruments(reading, moods, genres, request.text)
+        v, a = reading.valence, reading.arousal
+        mode = music.key_mode(v, a)
+        bpm = music.bpm_for(a, genres)
+        moods = list(request.moods) or moods
+        genres = list(request.genres) or genres
+        instruments = list(request.instruments) or instruments
+        bpm = request_bpm(request) or bpm
+        caption = build_caption(moods=moods, genres=genres, instruments=instruments, bpm=bpm,
+                                free_words=request.prompt, mode=mode)
+        confidence = self._confidence(reading)
+        explanation = self._explain(reading, moods, genres, instruments, bpm, mode)
+        brief = Brief(valence=round(v, 2), arousal=round(a, 2), moods=moods, genres=genres,
+                      instruments=instruments, bpm=bpm, mode=mode, theme=reading.theme,  # type: ignore[arg-type]
+                      confidence=round(confidence, 2), caption=caption, explanation=explanation)
+        if self.captioner is not None:
+            brief = replace(brief, caption=self.captioner.caption(brief, request.text, fallback=caption))
+        return brief
+
+    # --------------------------------------------------------------- reading
+    def read(self, raw: str) -> Reading:
+        cleaned = textmod.clean(raw, self.config.max_analysis_chars)
+        sentences = textmod.sentences(cleaned.text) or [cleaned.text]
+        korean = textmod.hangul_share(cleaned.text)
+        scores: list[lexicon.Score] = []
+        embed_texts: list[str] = []
+        for sentence in sentences:
+            if textmod.hangul_share(sentence) > 0.3:
+                score = lexicon.score_korean(sentence)
+                latin = " ".join(re.findall(r"[A-Za-z][A-Za-z' -]*", sentence)).strip()
+                if latin:
+                    score.merge(lexicon.score_english(latin))
+                embed_texts.append(" ".join(score.glosses + ([latin] if latin else [])))
+            else:
+                score = lexicon.score_english(sentence)
+                embed_texts.append(sentence)
+            scores.append(score)
+        total = lexicon.Score()
+        for score in scores:
+            total.merge(score)
+
+        chosen = self._pick_sentences(scores)
+        vectors = self.embedder.encode([embed_texts[i] or sentences[i] for i in chosen])
+        weights = np.array([1.0 + min(scores[i].hits, 4) for i in chosen])
+        doc = (vectors * weights[:, None]).sum(0)
+        doc /= np.linalg.norm(doc) + 1e-9
+
+        emb_v = float(np.tanh(4.0 * float(doc @ self._valence_axis)))
+        emb_a = float(np.tanh(4.0 * float(doc @ self._arousal_axis)))
+        lex_share = total.hits / (total.hits + 2.0)
+        lex_share = min(0.8, lex_share) * (0.9 if korean > 0.3 else 1.0)
+        valence = lex_share * total.valence * 1.4 + (1 - lex_share) * emb_v
+        arousal = lex_share * total.arousal * 1.4 + (1 - lex_share) * emb_a
+        arousal += self._punctuation_energy(cleaned.text, len(sentences))
+        centre = vectors @ doc
+        theme = _theme(sentences[chosen[int(np.argmax(centre))]])
+        return Reading(valence=_clip(valence), arousal=_clip(arousal), lexicon_hits=total.hits, doc=doc,
+                       theme=theme, korean_share=korean, truncated=cleaned.truncated,
+                       analysed_chars=len(cleaned.text), original_chars=cleaned.original_chars)
+
+    def _pick_sentences(self, scores: list[lexicon.Score]) -> list[int]:
+        n, budget = len(scores), self.config.max_sentences
+        if n <= budget:
+            return list(range(n))
+        by_feeling = sorted(range(n), key=lambda i: -scores[i].hits)[: budget // 2]
+        step = n / (budget - len(by_feeling))
+        spread = {int(k * step) for k in range(budget - len(by_feeling))}
+        return sorted(set(by_feeling) | spread)[:budget]
+
+    @staticmethod
+    def _punctuation_energy(text: str, n_sentences: int) -> float:
+        bangs = text.count("!") + text.count("！")
+        shouting = len(re.findall(r"\b[A-Z]{3,}\b", text))
+        calm = text.count("…") + text.count("...")
+        return 0.25 * min(1.0, (bangs + shouting) / max(1, n_sentences)) - 0.1 * min(1.0, calm / max(1, n_sentences))
+
+    # --------------------------------------------------------------- choices
+    def _scores(self, kind: Kind, reading: Reading, query: np.ndarray, va_weight: float) -> np.ndarray:
+        sims = self._profile_vecs[kind] @ query
+        dist = np.linalg.norm(self._profile_va[kind] - np.array([reading.valence, reading.arousal]), axis=1)
+        return _zscore(sims) - va_weight * dist
+
+    def _mentioned(self, kind: Kind, raw: str) -> list[str]:
+        low = raw.casefold()
+        return [name for k, name, pattern in self._mentions if k == kind and pattern.search(low)]
+
+    def _choose_moods(self, reading: Reading, raw: str) -> list[str]:
+        profiles = self._profiles["mood"]
+        score = self._scores("mood", reading, reading.doc, va_weight=2.5)
+        if self.extras is not None:
+            score = self.extras.adjust_moods(score, [p.name for p in profiles], raw[: self.config.max_analysis_chars])
+        for name in self._mentioned("mood", raw):
+            score[[p.name for p in profiles].index(name)] += 1.0
+        order = np.argsort(-score)
+        picked = [profiles[order[0]].name]
+        for i in order[1:3]:
+            if score[i] > score[order[0]] - 0.6:
+                picked.append(profiles[i].name)
+        return picked
+
+    def _choose_genres(self, reading: Reading, moods: list[str], raw: str) -> list[str]:
+        profiles = self._profiles["genre"]
+        names = [p.name for p in profiles]
+        query = reading.doc + 0.5 * self._mood_vector(moods)
+        score = self._scores("genre", reading, query / np.linalg.norm(query), va_weight=1.5)
+        for name in self._mentioned("genre", raw):
+            if name in names:
+                score[names.index(name)] += 3.0
+        order = np.argsort(-score)
+        picked = [names[order[0]]]
+        if score[order[1]] > score[order[0]] - 0.25:
+            picked.append(names[order[1]])
+        return picked
+
+    def _choose_instruments(self, reading: Reading, moods: list[str], genres: list[str], raw: str) -> list[str]:
+        profiles = self._profiles["instrument"]
+        names = [p.name for p in profiles]
+        query = reading.doc + 0.5 * self._mood_vector(moods)
+        score = self._scores("instrument", reading, query / np.linalg.norm(query), va_weight=1.5)
+        kit: list[str] = [i for g in genres for i in music.GENRE_KITS.get(g, ())]
+        bonus = {name: 2.0 - 0.25 * rank for rank, name in enumerate(dict.fromkeys(kit))}
+        candidates = {n: float(score[names.index(n)]) if n in names else -1.0 for n in names + list(bonus)}
+        for name, extra in bonus.items():
+            candidates[name] = candidates.get(name, -1.0) + extra
+        for name in self._mentioned("instrument", raw):
+            candidates[name] = candidates.get(name, 0.0) + 4.0
+        ranked = sorted(candidates, key=lambda n: -candidates[n])
+        picked = ranked[:1]
+        for name in ranked[1:4]:
+            if len(picked) < 3 and candidates[name] > candidates[ranked[0]] - 1.2:
+                picked.append(name)
+        return picked
+
+    def _mood_vector(self, moods: list[str]) -> np.ndarray:
+        names = [p.name for p in self._profiles["mood"]]
+        rows = [self._profile_vecs["mood"][names.index(m)] for m in moods if m in names]
+        return np.mean(rows, 0) if rows else np.zeros(self.embedder.dimension)
+
+    # ----------------------------------------------------------- reporting
+    @staticmethod
+    def _confidence(reading: Reading) -> float:
+        evidence = reading.lexicon_hits / (reading.lexicon_hits + 3.0)
+        strength = min(1.0, (abs(reading.valence) + abs(reading.arousal)) / 1.2)
+        conf = 0.25 + 0.45 * evidence + 0.3 * strength
+        if reading.korean_share > 0.3:
+            conf *= 0.85  # Korean is read through a lexicon and glosses, not the sentence model
+        return float(max(0.05, min(1.0, conf)))
+
+    @staticmethod
+    def _explain(reading: Reading, moods: list[str], genres: list[str], instruments: list[str], bpm: int, mode: str) -> str:
+        def signed(x: float) -> str:
+            return f"{x:+.1f}".replace("-", "\u2212").replace("+0.0", "0.0").replace("\u22120.0", "0.0")
+
+        feeling = ", ".join(caption_word(m) for m in moods[:2]) or "neutral"
+        music_words = " ".join(caption_word(g) for g in genres[:1])
+        inst = " and ".join(caption_word(i) for i in instruments[:2])
+        what = " ".join(w for w in (music.tempo_word(bpm), music_words) if w)
+        if inst:
+            what += f" with {inst}"
+        line = (f"{feeling} (valence {signed(reading.valence)}, arousal {signed(reading.arousal)}) "
+                f"\u2192 {what}, {bpm} bpm, {mode}")
+        if reading.truncated:
+            line += f" (read the first {reading.analysed_chars:,} of {reading.original_chars:,} characters)"
+        return line
+
+
+def _theme(sentence: str) -> str:
+    words = sentence.split()
+    theme = " ".join(words[:THEME_MAX_WORDS])
+    return theme + ("…" if len(words) > THEME_MAX_WORDS else "")
+
+
+_KO_STOP = {"기타", "공", "락", "팝", "벨", "드론", "중국", "게임", "뉴스", "유럽", "국제적인", "인디", "전투", "액션", "에픽"}
+
+
+def _mention_patterns() -> list[tuple[Kind, str, re.Pattern[str]]]:
+    """Catalog genres/instruments/moods named literally in a text ('a violin', '재즈')."""
+    cat = catalog()
+    usable = {k: {p.name for p in of_kind(k)} for k in ("mood", "genre", "instrument")}
+    usable["instrument"] |= {i for kit in music.GENRE_KITS.values() for i in kit}
+    patterns: list[tuple[Kind, str, re.Pattern[str]]] = []
+    for kind in ("genre", "instrument", "mood"):
+        for entry in cat.entries(kind):  # type: ignore[arg-type]
+            if entry.name not in usable[kind]:
+                continue
+            words = {entry.en.casefold(), caption_word(entry.en).casefold()}
+            if kind == "mood":
+                words = set()  # English mood words are already in the lexicon
+            alternatives = [re.escape(w) + r"s?" for w in words if len(w) >= 3]
+            alternatives = [rf"\b{a}\b" for a in alternatives]
+            if kind != "mood" and len(entry.ko) >= 2 and entry.ko not in _KO_STOP:
+                alternatives.append(re.escape(entry.ko.casefold()))
+            if alternatives:
+                patterns.append((kind, entry.name, re.compile("|".join(alternatives))))  # type: ignore[arg-type]
+    return patterns

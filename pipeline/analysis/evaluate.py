@@ -1,0 +1,80 @@
+"""Per-language accuracy of the analyser on the labelled texts in tests/data.
+
+    python -m pipeline.analysis.evaluate [--data tests/data/texts.jsonl] [--verbose]
+
+A text counts as right on valence (arousal) when the sign of the brief's value equals the
+label's; on mood when at least one chosen mood is in the label's acceptable set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA = [Path("tests/data/texts.jsonl"), Path("tests/data/heldout.jsonl")]
+
+
+@dataclass
+class Tally:
+    n: int = 0
+    valence: int = 0
+    arousal: int = 0
+    mood: int = 0
+    misses: list[str] = field(default_factory=list)
+
+    def row(self, name: str) -> str:
+        if not self.n:
+            return f"{name:<22} {0:>4}"
+        pct = lambda k: f"{100 * k / self.n:5.1f} %"  # noqa: E731
+        return f"{name:<22} {self.n:>4}  {pct(self.valence):>9}  {pct(self.arousal):>9}  {pct(self.mood):>9}"
+
+
+def load_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def evaluate(analyser, rows: list[dict]) -> dict[str, Tally]:  # type: ignore[no-untyped-def]
+    tallies: dict[str, Tally] = {}
+    for row in rows:
+        brief = analyser.analyse_text(row["text"])
+        ok_v = (brief.valence > 0) == (row["valence"] > 0)
+        ok_a = (brief.arousal > 0) == (row["arousal"] > 0)
+        ok_m = bool(set(brief.moods) & set(row["moods"]))
+        for key in (row["lang"], "all"):
+            t = tallies.setdefault(key, Tally())
+            t.n += 1
+            t.valence += ok_v
+            t.arousal += ok_a
+            t.mood += ok_m
+            if key == "all" and not (ok_v and ok_a and ok_m):
+                t.misses.append(
+                    f"{row['id']}: v {brief.valence:+.2f} (want {row['valence']:+d}) a {brief.arousal:+.2f} "
+                    f"(want {row['arousal']:+d}) moods {brief.moods}"
+                )
+    return tallies
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, action="append", help="JSONL file(s) of labelled texts")
+    parser.add_argument("--verbose", action="store_true", help="list the texts with a wrong answer")
+    args = parser.parse_args(argv)
+    from . import Analyser
+
+    analyser = Analyser.load()
+    for path in args.data or [p for p in DEFAULT_DATA if p.exists()]:
+        tallies = evaluate(analyser, load_rows(path))
+        print(f"\n{path}")
+        print(f"{'language':<22} {'n':>4}  {'valence':>9}  {'arousal':>9}  {'mood':>9}")
+        for key in ("en", "ko", "all"):
+            if key in tallies:
+                print(tallies[key].row({"en": "English", "ko": "Korean", "all": "all"}[key]))
+        if args.verbose:
+            print("\n".join("  " + m for m in tallies["all"].misses))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,4 @@
+class OptionalModels:
+    @classmethod
+    def load(cls, config):
+        return None

@@ -1,0 +1,174 @@
+"""Valence/arousal from hand-written English and Korean lexicons, with negation and intensifiers.
+
+Korean goes through kiwipiepy (morphological analysis; its model ships in the wheel), so
+inflected forms (슬퍼서, 즐거운) find their lemma (슬프다, 즐겁다). Korean lemmas also carry
+an English gloss, which the analyser embeds with the English-only sentence model.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+_NEGATORS_EN = {"not", "no", "never", "nothing", "nobody", "without", "hardly", "cannot", "cant",
+                "dont", "didnt", "doesnt", "isnt", "wasnt", "arent", "werent", "wont", "couldnt"}
+_INTENSIFIERS_EN = {"very": 1.3, "so": 1.2, "really": 1.25, "extremely": 1.5, "too": 1.1,
+                    "incredibly": 1.5, "totally": 1.3, "absolutely": 1.4, "deeply": 1.3, "utterly": 1.4}
+_INTENSIFIERS_KO = {"정말": 1.3, "너무": 1.3, "진짜": 1.3, "아주": 1.3, "매우": 1.3, "무척": 1.3,
+                    "몹시": 1.4, "완전": 1.3, "엄청": 1.4, "가장": 1.2}
+_SUFFIXES = ("s", "es", "ed", "d", "ing", "ly", "ness", "er", "est", "ful")
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
+
+
+@dataclass(frozen=True)
+class Affect:
+    valence: float
+    arousal: float
+
+
+@dataclass
+class Score:
+    """Accumulated lexicon evidence for one text."""
+
+    valence_sum: float = 0.0
+    arousal_sum: float = 0.0
+    weight: float = 0.0
+    hits: int = 0
+    glosses: list[str] = field(default_factory=list)
+
+    def add(self, affect: Affect, weight: float = 1.0, negated: bool = False) -> None:
+        v = -0.6 * affect.valence if negated else affect.valence
+        self.valence_sum += v * weight
+        self.arousal_sum += affect.arousal * weight
+        self.weight += weight
+        self.hits += 1
+
+    def merge(self, other: "Score") -> None:
+        self.valence_sum += other.valence_sum
+        self.arousal_sum += other.arousal_sum
+        self.weight += other.weight
+        self.hits += other.hits
+        self.glosses.extend(other.glosses)
+
+    @property
+    def valence(self) -> float:
+        return self.valence_sum / self.weight if self.weight else 0.0
+
+    @property
+    def arousal(self) -> float:
+        return self.arousal_sum / self.weight if self.weight else 0.0
+
+
+def _read_table(name: str) -> list[list[str]]:
+    raw = resources.files("pipeline.analysis").joinpath("data", name).read_text(encoding="utf-8")
+    return [line.split("\t") for line in raw.splitlines() if line.strip() and not line.startswith("#")]
+
+
+@lru_cache(maxsize=1)
+def english_lexicon() -> dict[str, Affect]:
+    return {row[0]: Affect(float(row[1]), float(row[2])) for row in _read_table("lexicon_en.tsv")}
+
+
+@lru_cache(maxsize=1)
+def korean_lexicon() -> dict[str, tuple[Affect | None, str]]:
+    table: dict[str, tuple[Affect | None, str]] = {}
+    for row in _read_table("lexicon_ko.tsv"):
+        lemma, v, a = row[0], row[1], row[2]
+        gloss = row[3] if len(row) > 3 and row[3] != "-" else ""
+        affect = None if v == "-" else Affect(float(v), float(a))
+        table[lemma] = (affect, gloss)
+    return table
+
+
+def _english_entry(word: str, lexicon: dict[str, Affect]) -> Affect | None:
+    if word in lexicon:
+        return lexicon[word]
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            stem = word[: -len(suffix)]
+            for candidate in (stem, stem + "e", stem[:-1] if len(stem) > 3 and stem[-1] == stem[-2] else stem,
+                              stem[:-1] + "y" if stem.endswith("i") else stem):
+                if candidate in lexicon:
+                    return lexicon[candidate]
+    return None
+
+
+def score_english(text: str) -> Score:
+    lexicon = english_lexicon()
+    words = [w.replace("'", "") for w in _WORD.findall(text.lower())]
+    score = Score()
+    for i, word in enumerate(words):
+        affect = _english_entry(word, lexicon)
+        if affect is None:
+            continue
+        before = words[max(0, i - 3): i]
+        negated = any(w in _NEGATORS_EN or w.endswith("nt") and w[:-2] in {"do", "does", "did", "is", "was", "are", "were", "could", "would", "should"} for w in before)
+        weight = 1.0
+        for w in before[-1:]:
+            weight *= _INTENSIFIERS_EN.get(w, 1.0)
+        score.add(affect, weight, negated)
+    return score
+
+
+_kiwi = None
+_kiwi_lock = threading.Lock()
+
+
+def kiwi():  # type: ignore[no-untyped-def]
+    """The shared kiwipiepy analyser (its model loads in about a second, once)."""
+    global _kiwi
+    with _kiwi_lock:
+        if _kiwi is None:
+            from kiwipiepy import Kiwi
+
+            _kiwi = Kiwi()
+        return _kiwi
+
+
+_PREDICATE_TAGS = ("VV", "VA", "VX", "VCN")
+_CONTENT_TAGS = ("NNG", "NNP", "XR", "MAG", "VV", "VA", "SL")
+
+
+def _lemma(form: str, tag: str) -> str:
+    base = tag.split("-")[0]
+    return form + "다" if base in ("VV", "VA") else form
+
+
+def score_korean(sentence: str) -> Score:
+    """Lexicon evidence for one Korean sentence, with the English glosses of its words."""
+    lexicon = korean_lexicon()
+    tokens = kiwi().tokenize(sentence)
+    score = Score()
+    for i, token in enumerate(tokens):
+        tag = token.tag.split("-")[0]
+        if tag == "SL":
+            score.glosses.append(token.form)
+            continue
+        if tag not in _CONTENT_TAGS:
+            continue
+        lemma = _lemma(token.form, token.tag)
+        entry = lexicon.get(lemma)
+        if entry is None and tag in ("NNG", "XR"):
+            entry = lexicon.get(lemma + "하다")
+        if entry is None:
+            continue
+        affect, gloss = entry
+        if gloss:
+            score.glosses.append(gloss)
+        if affect is None:
+            continue
+        after = [(t.form, t.tag) for t in tokens[i + 1: i + 4]]
+        before = [(t.form, t.tag) for t in tokens[max(0, i - 2): i]]
+        negated = (
+            any(f in ("않", "못") and t.startswith("VX") for f, t in after)
+            or any(f in ("안", "못") and t == "MAG" for f, t in before)
+            or (tag in ("NNG", "XR") and any(f == "없" and t.startswith("VA") for f, t in after[:2]))
+        )
+        weight = 1.0
+        if before and before[-1][0] in _INTENSIFIERS_KO:
+            weight *= _INTENSIFIERS_KO[before[-1][0]]
+        score.add(affect, weight, negated)
+    return score
