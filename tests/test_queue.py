@@ -114,3 +114,22 @@ def test_claim_post_is_true_only_once(queue: JobQueue) -> None:
     assert queue.claim_post("j1", "take-1") is False
     queue.unclaim_post("j1", "take-1")
     assert queue.claim_post("j1", "take-1") is True
+
+
+def test_worker_side_survives_a_redis_restart(redis_server, redis_url: str) -> None:  # type: ignore[no-untyped-def]
+    import redis as redis_py
+
+    with JobQueue.from_url(redis_url) as queue:
+        _submit(queue)
+        assert queue.claim("w1", 1, block_ms=100)
+        redis_server.stop()
+        try:
+            queue.claim("w1", 1, block_ms=100)
+            raise AssertionError("claim should fail while Redis is down")
+        except redis_py.ConnectionError:
+            pass
+        redis_server.start()  # no persistence: groups and streams are gone
+        job = _submit(queue, "after restart")
+        [delivery] = queue.claim("w1", 1, block_ms=100)
+        assert delivery.job.job_id == job.job_id
+        assert [e.type for e in queue.read_events("cli", "f1", block_ms=10)] == ["queued"]

@@ -92,8 +92,14 @@ class Worker:
                 log.exception("claiming jobs failed; retrying in 1 s")
                 stop.wait(1.0)
                 continue
-            if deliveries:
+            if not deliveries:
+                continue
+            try:
                 self.run_batch(deliveries)
+            except Exception:  # Redis went away mid-batch: the jobs stay pending and are re-claimed
+                log.exception("batch of jobs %s broke off; they will be retried after the visibility timeout",
+                              ", ".join(d.job.job_id for d in deliveries))
+                stop.wait(1.0)
         log.info("worker %s stopped", self.options.consumer)
 
     def _claim_batch(self) -> list[Delivery]:

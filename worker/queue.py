@@ -240,7 +240,20 @@ class JobQueue:
                 return int(group["pending"]) + place
         return 0
 
+    def _regroup_on_nogroup(self, error: redis.ResponseError) -> None:
+        """A Redis restarted without persistence forgets consumer groups: make them again."""
+        if "NOGROUP" not in str(error):
+            raise error
+        self._groups_made.clear()
+
     def read_events(self, platform: str, consumer: str, *, count: int = 20, block_ms: int = 1000) -> list[Event]:
+        try:
+            return self._read_events(platform, consumer, count=count, block_ms=block_ms)
+        except redis.ResponseError as error:
+            self._regroup_on_nogroup(error)
+            return self._read_events(platform, consumer, count=count, block_ms=block_ms)
+
+    def _read_events(self, platform: str, consumer: str, *, count: int, block_ms: int) -> list[Event]:
         """Events for one platform through the ``frontends`` group.
 
         The first call of a process returns what this consumer had read but not acknowledged
@@ -293,6 +306,13 @@ class JobQueue:
         """Up to ``count`` jobs: first those a dead worker held too long, then new ones with
         one blocking read. Jobs delivered ``max_deliveries`` times already are dead-lettered
         here instead of being returned."""
+        try:
+            return self._claim(consumer, count, block_ms=block_ms)
+        except redis.ResponseError as error:
+            self._regroup_on_nogroup(error)
+            return self._claim(consumer, count, block_ms=block_ms)
+
+    def _claim(self, consumer: str, count: int, *, block_ms: int) -> list[Delivery]:
         self._ensure_group(self.jobs_stream, WORKER_GROUP)
         deliveries: list[Delivery] = []
         _, claimed, _ = self.redis.xautoclaim(

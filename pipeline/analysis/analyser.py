@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 
 THEME_MAX_WORDS = 25
 
+# Moods that name a topic or a scene more than a feeling: chosen only on strong evidence.
+_TOPICAL_MOODS = frozenset({
+    "Aerobics", "Arousing", "Bizarre", "Comedy", "Confused", "Crime", "Dancy", "Driving", "Fashion",
+    "Funky", "Futuristic", "Groovy", "Hypnotic", "Lifestyle", "Military", "Modern", "Party",
+    "Religious", "Sci-Fi", "Sexy", "Sports", "Spy", "Strange", "Stylish", "Sultry", "Wedding", "Workout",
+})
+
 # Anchor phrases for a zero-shot valence/arousal reading of the embeddings.
 _ANCHORS = {
     "v+": ["a happy, joyful and wonderful moment", "love, warmth and gratitude", "a bright hopeful day full of fun"],
@@ -56,6 +63,9 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 
 class Analyser:
     """Loads models once; ``analyse`` is then pure CPU work on one request."""
+
+    mood_va_weight = 2.5
+    topical_penalty = 1.0
 
     def __init__(self, config: AnalysisConfig, embedder: Embedder, extras=None, captioner=None) -> None:  # type: ignore[no-untyped-def]
         self.config = config
@@ -140,13 +150,13 @@ class Analyser:
         doc = (vectors * weights[:, None]).sum(0)
         doc /= np.linalg.norm(doc) + 1e-9
 
-        emb_v = float(np.tanh(4.0 * float(doc @ self._valence_axis)))
-        emb_a = float(np.tanh(4.0 * float(doc @ self._arousal_axis)))
+        # Lexicon and embedding readings, each scaled by its typical spread, count equally;
+        # the lexicon's share shrinks when few of its words occur in the text.
         lex_share = total.hits / (total.hits + 2.0)
-        lex_share = min(0.8, lex_share) * (0.9 if korean > 0.3 else 1.0)
-        valence = lex_share * total.valence * 1.4 + (1 - lex_share) * emb_v
-        arousal = lex_share * total.arousal * 1.4 + (1 - lex_share) * emb_a
-        arousal += self._punctuation_energy(cleaned.text, len(sentences))
+        z_valence = lex_share * total.valence / 0.3 + float(doc @ self._valence_axis) / 0.08
+        z_arousal = lex_share * total.arousal / 0.35 + float(doc @ self._arousal_axis) / 0.09
+        z_arousal += 3.0 * self._punctuation_energy(cleaned.text, len(sentences))
+        valence, arousal = np.tanh(0.5 * z_valence), np.tanh(0.5 * z_arousal)
         centre = vectors @ doc
         theme = _theme(sentences[chosen[int(np.argmax(centre))]])
         return Reading(valence=_clip(valence), arousal=_clip(arousal), lexicon_hits=total.hits, doc=doc,
@@ -181,7 +191,8 @@ class Analyser:
 
     def _choose_moods(self, reading: Reading, raw: str) -> list[str]:
         profiles = self._profiles["mood"]
-        score = self._scores("mood", reading, reading.doc, va_weight=2.5)
+        score = self._scores("mood", reading, reading.doc, va_weight=self.mood_va_weight)
+        score -= self.topical_penalty * np.array([p.name in _TOPICAL_MOODS for p in profiles])
         if self.extras is not None:
             score = self.extras.adjust_moods(score, [p.name for p in profiles], raw[: self.config.max_analysis_chars])
         for name in self._mentioned("mood", raw):

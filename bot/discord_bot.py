@@ -1,0 +1,331 @@
+"""The Discord bot: ``/tune``, mentions with text, and 🔁 on a result.
+
+``textunes discord`` runs it (``run``). The bot turns Discord events into requests for
+``bot.service.TuneService`` and posts results through ``DiscordOutput``, which the shared
+``EventPump`` drives from the Discord event stream on Redis.
+
+Every request first gets a status message (the deferred interaction's response, or a reply
+to the mention), then a thread on it in guild text channels, and only then is the job
+queued, so the job already knows where its results go.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot import replies
+from bot.discord_commands import TuneOptions, make_tune_command, request_from_options
+from bot.discord_output import DEFAULT_UPLOAD_LIMIT, DiscordOutput, DiscordTarget
+from bot.service import EventPump, Refused, Submission, TuneService, preview_caption
+from pipeline.models import TuneRequest
+from pipeline.validation import InvalidRequest
+from worker.queue import JobQueue, ReplyTo
+from worker.settings import Settings
+
+PLATFORM = "discord"
+REGENERATE_EMOJI = "🔁"
+MAX_TEXT_ATTACHMENT_BYTES = 256 * 1024
+THREAD_CHANNELS = (discord.ChannelType.text, discord.ChannelType.news)
+
+log = logging.getLogger("textunes.discord")
+
+
+def consumer_name() -> str:
+    """Stable per host, so a restarted bot re-reads the events it had not acknowledged."""
+    return f"discord-{socket.gethostname()}"
+
+
+def intents() -> discord.Intents:
+    """No privileged intents: mentions carry their content without Message Content."""
+    wanted = discord.Intents.none()
+    wanted.guilds = True
+    wanted.guild_messages = True
+    wanted.dm_messages = True
+    wanted.guild_reactions = True
+    wanted.dm_reactions = True
+    return wanted
+
+
+class TexTunesBot(discord.Client):
+    def __init__(self, settings: Settings, queue: JobQueue, *, guild_id: str = "", sync_commands: bool = True,
+                 clock: Callable[[], float] = time.time, consumer: str | None = None,
+                 pump_block_ms: int = 1000, **options: Any) -> None:
+        super().__init__(intents=intents(), **options)
+        self.settings = settings
+        self.queue = queue
+        self.guild_id = guild_id
+        self.sync_commands = sync_commands
+        self.service = TuneService(queue, settings)
+        self.output = DiscordOutput(self, clock=clock)
+        self.pump = EventPump(queue, PLATFORM, consumer or consumer_name(), self.output,
+                              progress_interval_s=settings.progress_interval_s, block_ms=pump_block_ms)
+        self.tree = app_commands.CommandTree(self)
+        self.tree.add_command(make_tune_command(self.handle_tune, settings.max_duration))
+        self._stop_pump = asyncio.Event()
+        self._pump_task: asyncio.Task[None] | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    async def setup_hook(self) -> None:
+        if self.sync_commands:
+            if self.guild_id:
+                guild = discord.Object(id=int(self.guild_id))
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("synced %d command(s) to guild %s", len(synced), self.guild_id)
+            else:
+                synced = await self.tree.sync()
+                log.info("synced %d global command(s) (Discord can take up to an hour to show them)", len(synced))
+        self._stop_pump.clear()
+        self._pump_task = asyncio.create_task(self.pump.run(self._stop_pump), name="textunes-discord-events")
+
+    async def close(self) -> None:
+        self._stop_pump.set()
+        if self._pump_task is not None:
+            try:
+                await asyncio.wait_for(self._pump_task, timeout=10)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                log.warning("event pump did not stop in time")
+            self._pump_task = None
+        await super().close()
+
+    async def on_ready(self) -> None:
+        log.info("connected to Discord as %s (%s); reading events as %s", self.user, self.user.id if self.user else "?",
+                 self.pump.consumer)
+
+    # ---- /tune -------------------------------------------------------------------------
+    async def handle_tune(self, interaction: discord.Interaction, options: TuneOptions) -> None:
+        user_id = str(interaction.user.id)
+        if not options.says_what_to_play():
+            await interaction.response.send_message(replies.NOTHING_TO_PLAY, ephemeral=True)
+            return
+        try:
+            request = self.service.check(request_from_options(options, self.settings.limits))
+            await self.service.precheck(PLATFORM, user_id)
+        except (InvalidRequest, Refused) as error:
+            await interaction.response.send_message(str(error), ephemeral=True)
+            return
+        token_at = self.output.clock()
+        await interaction.response.defer(thinking=True)  # answered: the 3-second deadline is met
+        caption = preview_caption(request)
+        status = await interaction.edit_original_response(content=f"🎼 {caption}")
+        thread_id = await self._open_thread(status, interaction.channel, caption)
+        target = DiscordTarget(
+            application_id=str(interaction.application_id), interaction_token=interaction.token,
+            token_at=token_at, upload_limit=interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT,
+            guild_id=str(interaction.guild_id or ""),
+        )
+        reply_to = ReplyTo(platform=PLATFORM, channel_id=str(interaction.channel_id), thread_id=thread_id,
+                           message_id=str(status.id), user_id=user_id, extra=target.to_extra())
+        await self._submit(request, reply_to, where=f"/tune in {interaction.channel_id}")
+
+    # ---- mentions ----------------------------------------------------------------------
+    async def on_message(self, message: discord.Message) -> None:
+        if self.user is None or message.author.bot or not any(u.id == self.user.id for u in message.mentions):
+            return
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return
+        try:
+            text = await self._mention_text(message)
+        except InvalidRequest as error:
+            await message.reply(str(error), mention_author=False)
+            return
+        if not text:
+            await message.reply(replies.HELP, mention_author=False)
+            return
+        try:
+            request = self.service.check(TuneRequest(text=text, duration=min(10.0, self.settings.max_duration)))
+            await self.service.precheck(PLATFORM, str(message.author.id))
+        except (InvalidRequest, Refused) as error:
+            await message.reply(str(error), mention_author=False)
+            return
+        status = await message.reply(replies.analysing_line(), mention_author=False)
+        thread_id = await self._open_thread(status, message.channel, _thread_title(text))
+        reply_to = ReplyTo(platform=PLATFORM, channel_id=str(message.channel.id), thread_id=thread_id,
+                           message_id=str(status.id), user_id=str(message.author.id),
+                           extra=DiscordTarget(upload_limit=_upload_limit(message.guild),
+                                               guild_id=str(message.guild.id if message.guild else "")).to_extra())
+        await self._submit(request, reply_to, where=f"mention in {message.channel.id}")
+
+    async def _mention_text(self, message: discord.Message) -> str:
+        """The text to analyse: the message without the mention, plus any .txt attachment;
+        in a reply, the replied-to message's text comes first."""
+        assert self.user is not None
+        parts = [re.sub(rf"<@!?{self.user.id}>", " ", message.content).strip()]
+        for attachment in message.attachments:
+            if _is_text_file(attachment):
+                if attachment.size > MAX_TEXT_ATTACHMENT_BYTES:
+                    raise InvalidRequest(f"{attachment.filename} is {attachment.size // 1024} KiB; I read text "
+                                         f"files up to {MAX_TEXT_ATTACHMENT_BYTES // 1024} KiB.")
+                data = await attachment.read()
+                parts.append(data.decode("utf-8-sig", errors="replace").strip())
+        if message.reference is not None and message.reference.message_id is not None:
+            try:
+                parts.insert(0, await self._referenced_text(message))
+            except InvalidRequest:
+                if not any(parts):  # nothing else to go on: say why
+                    raise
+        return "\n\n".join(p for p in parts if p)
+
+    async def _referenced_text(self, message: discord.Message) -> str:
+        reference = message.reference
+        assert reference is not None and reference.message_id is not None
+        quoted = reference.resolved if isinstance(reference.resolved, discord.Message) else None
+        if quoted is None:
+            try:
+                quoted = await message.channel.fetch_message(reference.message_id)
+            except discord.HTTPException:
+                raise InvalidRequest("I couldn't read the message you replied to. Paste its text, "
+                                     "or attach it as a .txt file, and mention me again.") from None
+        if self.user is not None and quoted.author.id == self.user.id:
+            return ""
+        if not quoted.content.strip():
+            raise InvalidRequest("Discord doesn't show me the text of the message you replied to. "
+                                 "Paste it, or attach it as a .txt file, and mention me again.")
+        return quoted.content.strip()
+
+    # ---- 🔁 -----------------------------------------------------------------------------
+    async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
+        if self.user is None or payload.user_id == self.user.id or str(payload.emoji) != REGENERATE_EMOJI:
+            return
+        if payload.member is not None and payload.member.bot:
+            return
+        message_id = str(payload.message_id)
+        job = await asyncio.to_thread(self.queue.job_for_message, PLATFORM, message_id)
+        channel = self.get_partial_messageable(payload.channel_id)
+        if job is None:
+            if payload.message_author_id == self.user.id:
+                await channel.send(replies.not_a_result())
+            return
+        user_id = str(payload.user_id)
+        try:
+            await self.service.precheck(PLATFORM, user_id)
+        except Refused as error:
+            await channel.send(f"<@{user_id}> {error}", allowed_mentions=discord.AllowedMentions(users=True))
+            return
+        old = job.reply_to
+        where = old.thread_id or old.channel_id or str(payload.channel_id)
+        caption = preview_caption(job.request)
+        status = await self.get_partial_messageable(int(where)).send(
+            f"🔁 Another take for <@{user_id}>: 🎼 {caption}", allowed_mentions=discord.AllowedMentions.none())
+        old_target = DiscordTarget.from_reply_to(old)
+        reply_to = ReplyTo(platform=PLATFORM, channel_id=where, thread_id=old.thread_id, message_id=str(status.id),
+                           user_id=user_id, extra=DiscordTarget(upload_limit=old_target.upload_limit,
+                                                                guild_id=old_target.guild_id).to_extra())
+        try:
+            submission = await self.service.regenerate(PLATFORM, user_id, message_id, reply_to)
+        except (InvalidRequest, Refused) as error:
+            await status.edit(content=f"<@{user_id}> {error}")
+            return
+        if submission is not None:
+            await self._queued(submission, reply_to, where=f"🔁 in {where}")
+
+    # ---- shared steps ------------------------------------------------------------------
+    async def _submit(self, request: TuneRequest, reply_to: ReplyTo, *, where: str) -> None:
+        try:
+            submission = await self.service.submit(PLATFORM, reply_to.user_id, request, reply_to)
+        except (InvalidRequest, Refused) as error:  # lost a race with the user's other request
+            await self.output.initial_status(reply_to, f"⚠️ {error}")
+            return
+        await self._queued(submission, reply_to, where=where)
+
+    async def _queued(self, submission: Submission, reply_to: ReplyTo, *, where: str) -> None:
+        job = submission.job
+        log.info("job %s: %s by user %s, %s mode, %d take(s): %s", job.job_id, where, reply_to.user_id,
+                 job.request.mode, job.request.takes, submission.caption)
+        await self.service.link(PLATFORM, reply_to.message_id, job.job_id)
+        await self.output.initial_status(reply_to, submission.status_text)
+
+    async def _open_thread(self, status: discord.Message, channel: Any, title: str) -> str:
+        """A thread on the status message in guild text channels; "" where there can't be one."""
+        if status.guild is None or getattr(channel, "type", None) not in THREAD_CHANNELS:
+            return ""
+        try:
+            thread = await status.create_thread(name=_clip(f"🎵 {title}", 100), auto_archive_duration=1440)
+        except discord.HTTPException as error:
+            log.info("no thread in channel %s (%s); replying in place", getattr(channel, "id", "?"), error.status)
+            return ""
+        return str(thread.id)
+
+
+def _thread_title(text: str) -> str:
+    words = " ".join(text.split()[:8])
+    return words if len(words) <= 60 else words[:59] + "…"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _upload_limit(guild: discord.Guild | None) -> int:
+    return guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+
+
+def _is_text_file(attachment: discord.Attachment) -> bool:
+    return attachment.filename.lower().endswith(".txt") or (attachment.content_type or "").startswith("text/plain")
+
+
+# ---- command line ----------------------------------------------------------------------
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--guild-id", default=None,
+                        help="sync /tune to this guild only, instantly (env DISCORD_GUILD_ID); "
+                             "without it the command is registered globally")
+    parser.add_argument("--no-sync", action="store_true",
+                        help="don't register the /tune command at start-up (it is already registered)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.discord_token:
+        print("textunes discord: DISCORD_TOKEN is not set (the bot token from the Discord developer portal).",
+              file=sys.stderr)
+        return 2
+    guild_id = getattr(args, "guild_id", None) or settings.discord_guild_id
+    if guild_id and not str(guild_id).isdigit():
+        print(f"textunes discord: the guild id must be a number (got {guild_id!r}).", file=sys.stderr)
+        return 2
+    queue = JobQueue.from_url(settings.redis_url, prefix=settings.prefix, audio_ttl_s=settings.audio_ttl_s,
+                              visibility_timeout_s=settings.visibility_timeout_s,
+                              max_deliveries=settings.max_deliveries)
+    try:
+        return asyncio.run(_serve(settings, queue, str(guild_id or ""), not getattr(args, "no_sync", False)))
+    finally:
+        queue.close()
+
+
+async def _serve(settings: Settings, queue: JobQueue, guild_id: str, sync: bool) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    bot = TexTunesBot(settings, queue, guild_id=guild_id, sync_commands=sync)
+    async with bot:
+        running = asyncio.create_task(bot.start(settings.discord_token))
+        stopping = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running in done:
+            stopping.cancel()
+            try:
+                running.result()
+            except discord.LoginFailure:
+                print("textunes discord: Discord rejected DISCORD_TOKEN; copy the bot token again from the "
+                      "developer portal (Bot → Reset Token).", file=sys.stderr)
+                return 2
+            except discord.PrivilegedIntentsRequired:
+                print("textunes discord: Discord refused the intents this bot asked for.", file=sys.stderr)
+                return 2
+            return 1
+        log.info("stopping: closing the Discord connection")
+        await bot.close()
+        running.cancel()
+    return 0
