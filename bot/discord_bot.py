@@ -27,7 +27,7 @@ from discord import app_commands
 
 from bot import replies
 from bot.discord_commands import TuneOptions, make_tune_command, request_from_options
-from bot.discord_output import DEFAULT_UPLOAD_LIMIT, DiscordOutput, DiscordTarget
+from bot.discord_output import DEFAULT_UPLOAD_LIMIT, REGENERATE_EMOJI, DiscordOutput, DiscordTarget
 from bot.service import EventPump, Refused, Submission, TuneService, preview_caption
 from pipeline.models import TuneRequest
 from pipeline.validation import InvalidRequest
@@ -35,7 +35,6 @@ from worker.queue import JobQueue, ReplyTo
 from worker.settings import Settings
 
 PLATFORM = "discord"
-REGENERATE_EMOJI = "🔁"
 MAX_TEXT_ATTACHMENT_BYTES = 256 * 1024
 THREAD_CHANNELS = (discord.ChannelType.text, discord.ChannelType.news)
 
@@ -62,6 +61,8 @@ class TexTunesBot(discord.Client):
     def __init__(self, settings: Settings, queue: JobQueue, *, guild_id: str = "", sync_commands: bool = True,
                  clock: Callable[[], float] = time.time, consumer: str | None = None,
                  pump_block_ms: int = 1000, **options: Any) -> None:
+        discord.VoiceClient.warn_nacl = False  # this bot never joins voice: no PyNaCl/davey warnings
+        discord.VoiceClient.warn_dave = False
         super().__init__(intents=intents(), **options)
         self.settings = settings
         self.queue = queue
@@ -114,6 +115,7 @@ class TexTunesBot(discord.Client):
             request = self.service.check(request_from_options(options, self.settings.limits))
             await self.service.precheck(PLATFORM, user_id)
         except (InvalidRequest, Refused) as error:
+            log.info("/tune by user %s not queued: %s", user_id, error)
             await interaction.response.send_message(str(error), ephemeral=True)
             return
         token_at = self.output.clock()
@@ -132,9 +134,7 @@ class TexTunesBot(discord.Client):
 
     # ---- mentions ----------------------------------------------------------------------
     async def on_message(self, message: discord.Message) -> None:
-        if self.user is None or message.author.bot or not any(u.id == self.user.id for u in message.mentions):
-            return
-        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+        if self.user is None or message.author.bot or not self._addressed(message):
             return
         try:
             text = await self._mention_text(message)
@@ -148,6 +148,7 @@ class TexTunesBot(discord.Client):
             request = self.service.check(TuneRequest(text=text, duration=min(10.0, self.settings.max_duration)))
             await self.service.precheck(PLATFORM, str(message.author.id))
         except (InvalidRequest, Refused) as error:
+            log.info("mention by user %s not queued: %s", message.author.id, error)
             await message.reply(str(error), mention_author=False)
             return
         status = await message.reply(replies.analysing_line(), mention_author=False)
@@ -157,6 +158,16 @@ class TexTunesBot(discord.Client):
                            extra=DiscordTarget(upload_limit=_upload_limit(message.guild),
                                                guild_id=str(message.guild.id if message.guild else "")).to_extra())
         await self._submit(request, reply_to, where=f"mention in {message.channel.id}")
+
+    def _addressed(self, message: discord.Message) -> bool:
+        """A message for the bot: one that @mentions it in its text (a reply that only pings
+        the bot's own message doesn't count), or any message in a DM with it."""
+        assert self.user is not None
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return False
+        if isinstance(message.channel, discord.DMChannel):
+            return True
+        return re.search(rf"<@!?{self.user.id}>", message.content) is not None
 
     async def _mention_text(self, message: discord.Message) -> str:
         """The text to analyse: the message without the mention, plus any .txt attachment;
@@ -182,7 +193,9 @@ class TexTunesBot(discord.Client):
         reference = message.reference
         assert reference is not None and reference.message_id is not None
         quoted = reference.resolved if isinstance(reference.resolved, discord.Message) else None
-        if quoted is None:
+        if quoted is None or not quoted.content.strip():
+            # not in the event, or its text withheld from the gateway: REST has it when the
+            # application has the Message Content intent enabled in the developer portal
             try:
                 quoted = await message.channel.fetch_message(reference.message_id)
             except discord.HTTPException:
@@ -304,10 +317,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _serve(settings: Settings, queue: JobQueue, guild_id: str, sync: bool) -> int:
-    stop = asyncio.Event()
+    stop = asyncio.Event()  # SIGINT/SIGTERM: close the gateway connection, stop the event pump, return 0
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
         loop.add_signal_handler(signum, stop.set)
+    try:
+        return await _run_bot(settings, queue, guild_id, sync, stop)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+async def _run_bot(settings: Settings, queue: JobQueue, guild_id: str, sync: bool, stop: asyncio.Event) -> int:
     bot = TexTunesBot(settings, queue, guild_id=guild_id, sync_commands=sync)
     async with bot:
         running = asyncio.create_task(bot.start(settings.discord_token))

@@ -28,6 +28,7 @@ log = logging.getLogger("textunes.discord")
 INTERACTION_TOKEN_LIFETIME_S = 15 * 60
 TOKEN_SAFETY_MARGIN_S = 60  # stop using a token a minute before Discord stops taking it
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord allows a bot in an unboosted guild or a DM
+REGENERATE_EMOJI = "🔁"
 
 
 @dataclass
@@ -94,7 +95,10 @@ class DiscordOutput:
             audio = fitted
         message = await self._send(event.reply_to, content=text,
                                    file=discord.File(io.BytesIO(audio), filename=filename))
-        return str(message.id) if message else None
+        if message is None:
+            return None
+        await self._offer_regenerate(event, message)
+        return str(message.id)
 
     # ---- used by the bot's handlers ----------------------------------------------------
     async def initial_status(self, reply_to: ReplyTo, text: str) -> None:
@@ -114,6 +118,15 @@ class DiscordOutput:
         age = self.clock() - target.token_at
         return age < INTERACTION_TOKEN_LIFETIME_S - TOKEN_SAFETY_MARGIN_S
 
+    async def _offer_regenerate(self, event: Event, message: discord.Message) -> None:
+        """React 🔁 on the take so users see it and can click it. Never fails the post: the
+        take is already up, and failing here would post it again."""
+        try:
+            channel = self.client.get_partial_messageable(message.channel.id)
+            await channel.get_partial_message(message.id).add_reaction(REGENERATE_EMOJI)
+        except discord.HTTPException as error:
+            log.info("job %s: could not add %s to the take (%s)", event.job_id, REGENERATE_EMOJI, error.status)
+
     # ---- plumbing ----------------------------------------------------------------------
     def _lock(self, message_id: str) -> asyncio.Lock:
         if len(self._locks) > 10_000:  # forget old jobs; a lock only matters for seconds
@@ -132,7 +145,7 @@ class DiscordOutput:
         channel = self.client.get_partial_messageable(int(reply_to.channel_id))
         await channel.get_partial_message(int(reply_to.message_id)).edit(content=text)
 
-    async def _send(self, reply_to: ReplyTo, **kwargs: Any) -> discord.abc.Snowflake | None:
+    async def _send(self, reply_to: ReplyTo, **kwargs: Any) -> discord.Message | None:
         if reply_to.thread_id:
             return await self.client.get_partial_messageable(int(reply_to.thread_id)).send(**kwargs)
         if self.token_alive(reply_to):

@@ -11,7 +11,7 @@ The order matters and is iterated rather than done once::
       └──────────── correct the gain by what limiting and fades cost ◄──┘
 
 Limiting and fades only ever lower the level, so the measured loudness after them is
-below what the plain gain predicts; a few rounds of correction (usually 2-4) land the
+below what the plain gain predicts; a few rounds of correction (2 on each seed take) land the
 *finished* signal on the target, and the ceiling holds by construction in every round.
 
 Encoding lives in :mod:`pipeline.audio_mp3`, reading in :mod:`pipeline.audio_io`; both are

@@ -13,6 +13,9 @@ import numpy as np
 import soundfile as sf
 
 
+MAX_CHANNELS = 8
+
+
 class UnreadableAudio(ValueError):
     """Bytes or a file that libsndfile can't decode (not audio, truncated, unknown format)."""
 
@@ -54,6 +57,11 @@ def as_frames(samples: np.ndarray) -> np.ndarray:
         raise ValueError(f"Audio must be shaped (n,) or (n, channels), got {array.shape}.")
     if array.shape[1] == 0:
         raise ValueError("Audio has no channels.")
+    if array.shape[1] > MAX_CHANNELS:
+        raise ValueError(
+            f"Audio shaped {array.shape} would have {array.shape[1]} channels; samples go "
+            "(n,) or (n, channels): transpose a (channels, n) array such as MusicGen's output."
+        )
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"Audio samples must be floating point, got {array.dtype}.")
     frames = array.astype(np.float64)

@@ -51,6 +51,8 @@ class Reading:
     truncated: bool
     analysed_chars: int
     original_chars: int
+    text: str = ""  # the cleaned, bounded text that was read
+    mentions: list[tuple[Kind, str]] | None = None  # catalog names the text names literally
 
 
 def _clip(x: float) -> float:
@@ -64,8 +66,10 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 class Analyser:
     """Loads models once; ``analyse`` is then pure CPU work on one request."""
 
-    mood_va_weight = 2.5
+    mood_va_weight = 3.0
     topical_penalty = 1.0
+    sign_penalty = 1.0
+    niche_penalty = 1.5
 
     def __init__(self, config: AnalysisConfig, embedder: Embedder, extras=None, captioner=None) -> None:  # type: ignore[no-untyped-def]
         self.config = config
@@ -100,10 +104,10 @@ class Analyser:
             raise textmod.AnalysisError("There is no text to analyse: send a sentence or a paragraph.")
         reading = self.read(request.text)
         if self.extras is not None:
-            reading = self.extras.refine_reading(reading, request.text[: self.config.max_analysis_chars])
-        moods = self._choose_moods(reading, request.text)
-        genres = self._choose_genres(reading, moods, request.text)
-        instruments = self._choose_instruments(reading, moods, genres, request.text)
+            reading = self.extras.refine_reading(reading, reading.text)
+        moods = self._choose_moods(reading)
+        genres = self._choose_genres(reading, moods)
+        instruments = self._choose_instruments(reading, moods, genres)
         v, a = reading.valence, reading.arousal
         mode = music.key_mode(v, a)
         bpm = music.bpm_for(a, genres)
@@ -118,8 +122,12 @@ class Analyser:
         brief = Brief(valence=round(v, 2), arousal=round(a, 2), moods=moods, genres=genres,
                       instruments=instruments, bpm=bpm, mode=mode, theme=reading.theme,  # type: ignore[arg-type]
                       confidence=round(confidence, 2), caption=caption, explanation=explanation)
-        if self.captioner is not None:
-            brief = replace(brief, caption=self.captioner.caption(brief, request.text, fallback=caption))
+        user_tags = request.moods or request.genres or request.instruments or request.bpm or request.tempo
+        if self.captioner is not None and not user_tags:  # the user's own tags already fix the caption
+            llm_caption = self.captioner.caption(brief, reading.text, fallback=caption)
+            if llm_caption != caption and request.prompt and request.prompt.casefold() not in llm_caption.casefold():
+                llm_caption = f"{llm_caption}, {' '.join(request.prompt.split())}"
+            brief = replace(brief, caption=llm_caption)
         return brief
 
     # --------------------------------------------------------------- reading
@@ -127,11 +135,13 @@ class Analyser:
         cleaned = textmod.clean(raw, self.config.max_analysis_chars)
         sentences = textmod.sentences(cleaned.text) or [cleaned.text]
         korean = textmod.hangul_share(cleaned.text)
+        is_korean = [textmod.hangul_share(s) > 0 for s in sentences]  # Latin words in it are read too
+        korean_scores = iter(lexicon.score_korean_many([s for s, ko in zip(sentences, is_korean) if ko]))
         scores: list[lexicon.Score] = []
         embed_texts: list[str] = []
-        for sentence in sentences:
-            if textmod.hangul_share(sentence) > 0.3:
-                score = lexicon.score_korean(sentence)
+        for sentence, ko in zip(sentences, is_korean):
+            if ko:
+                score = next(korean_scores)
                 latin = " ".join(re.findall(r"[A-Za-z][A-Za-z' -]*", sentence)).strip()
                 if latin:
                     score.merge(lexicon.score_english(latin))
@@ -161,7 +171,8 @@ class Analyser:
         theme = _theme(sentences[chosen[int(np.argmax(centre))]])
         return Reading(valence=_clip(valence), arousal=_clip(arousal), lexicon_hits=total.hits, doc=doc,
                        theme=theme, korean_share=korean, truncated=cleaned.truncated,
-                       analysed_chars=len(cleaned.text), original_chars=cleaned.original_chars)
+                       analysed_chars=len(cleaned.text), original_chars=cleaned.original_chars,
+                       text=cleaned.text)
 
     def _pick_sentences(self, scores: list[lexicon.Score]) -> list[int]:
         n, budget = len(scores), self.config.max_sentences
@@ -185,18 +196,20 @@ class Analyser:
         dist = np.linalg.norm(self._profile_va[kind] - np.array([reading.valence, reading.arousal]), axis=1)
         return _zscore(sims) - va_weight * dist
 
-    def _mentioned(self, kind: Kind, raw: str) -> list[str]:
-        low = raw.casefold()
-        return [name for k, name, pattern in self._mentions if k == kind and pattern.search(low)]
+    def _mentioned(self, kind: Kind, reading: Reading) -> list[str]:
+        if reading.mentions is None:
+            reading.mentions = self._mentions.find(reading.text)
+        return [name for k, name in reading.mentions if k == kind]
 
-    def _choose_moods(self, reading: Reading, raw: str) -> list[str]:
+    def _choose_moods(self, reading: Reading) -> list[str]:
         profiles = self._profiles["mood"]
         score = self._scores("mood", reading, reading.doc, va_weight=self.mood_va_weight)
         score -= self.topical_penalty * np.array([p.name in _TOPICAL_MOODS for p in profiles])
+        # A mood whose valence has the other sign from the text's is a contradiction.
+        mood_v = self._profile_va["mood"][:, 0]
+        score -= self.sign_penalty * np.maximum(0.0, -reading.valence * mood_v) / 0.25
         if self.extras is not None:
-            score = self.extras.adjust_moods(score, [p.name for p in profiles], raw[: self.config.max_analysis_chars])
-        for name in self._mentioned("mood", raw):
-            score[[p.name for p in profiles].index(name)] += 1.0
+            score = self.extras.adjust_moods(score, [p.name for p in profiles], reading.text)
         order = np.argsort(-score)
         picked = [profiles[order[0]].name]
         for i in order[1:3]:
@@ -204,38 +217,32 @@ class Analyser:
                 picked.append(profiles[i].name)
         return picked
 
-    def _choose_genres(self, reading: Reading, moods: list[str], raw: str) -> list[str]:
+    def _choose_genres(self, reading: Reading, moods: list[str]) -> list[str]:
         profiles = self._profiles["genre"]
         names = [p.name for p in profiles]
         query = reading.doc + 0.5 * self._mood_vector(moods)
         score = self._scores("genre", reading, query / np.linalg.norm(query), va_weight=1.5)
-        for name in self._mentioned("genre", raw):
-            if name in names:
-                score[names.index(name)] += 3.0
-        order = np.argsort(-score)
-        picked = [names[order[0]]]
-        if score[order[1]] > score[order[0]] - 0.25:
-            picked.append(names[order[1]])
-        return picked
+        score -= self.niche_penalty * np.array([n in _NICHE_GENRES for n in names])
+        mentioned = [n for n in self._mentioned("genre", reading) if n in names]
+        for name in mentioned:
+            score[names.index(name)] += 3.0
+        order = [names[i] for i in np.argsort(-score)]
+        # One genre reads best in a caption; a second only when the text names it.
+        return order[:1] + [n for n in mentioned if n != order[0]][:1]
 
-    def _choose_instruments(self, reading: Reading, moods: list[str], genres: list[str], raw: str) -> list[str]:
+    def _choose_instruments(self, reading: Reading, moods: list[str], genres: list[str]) -> list[str]:
         profiles = self._profiles["instrument"]
         names = [p.name for p in profiles]
         query = reading.doc + 0.5 * self._mood_vector(moods)
-        score = self._scores("instrument", reading, query / np.linalg.norm(query), va_weight=1.5)
-        kit: list[str] = [i for g in genres for i in music.GENRE_KITS.get(g, ())]
-        bonus = {name: 2.0 - 0.25 * rank for rank, name in enumerate(dict.fromkeys(kit))}
-        candidates = {n: float(score[names.index(n)]) if n in names else -1.0 for n in names + list(bonus)}
-        for name, extra in bonus.items():
-            candidates[name] = candidates.get(name, -1.0) + extra
-        for name in self._mentioned("instrument", raw):
-            candidates[name] = candidates.get(name, 0.0) + 4.0
-        ranked = sorted(candidates, key=lambda n: -candidates[n])
-        picked = ranked[:1]
-        for name in ranked[1:4]:
-            if len(picked) < 3 and candidates[name] > candidates[ranked[0]] - 1.2:
-                picked.append(name)
-        return picked
+        fit = dict(zip(names, self._scores("instrument", reading, query / np.linalg.norm(query), va_weight=1.5)))
+        kit = list(dict.fromkeys(i for g in genres for i in music.GENRE_KITS.get(g, ())))
+        # The genre's own kit, its typical instrument first, the rest by fit to the text.
+        ranked = kit[:1] + sorted(kit[1:], key=lambda n: -fit.get(n, -1.0))
+        if not ranked:
+            ranked = sorted(names, key=lambda n: -fit[n])
+        mentioned = self._mentioned("instrument", reading)
+        picked = list(dict.fromkeys(mentioned + ranked))
+        return picked[:3]
 
     def _mood_vector(self, moods: list[str]) -> np.ndarray:
         names = [p.name for p in self._profiles["mood"]]
@@ -276,26 +283,53 @@ def _theme(sentence: str) -> str:
     return theme + ("…" if len(words) > THEME_MAX_WORDS else "")
 
 
+# Genres with a narrow use (a holiday, a region, a scene): chosen when the text is clearly about it.
+_NICHE_GENRES = frozenset({
+    "Blues", "Country", "Reggae", "Funk", "Disco", "Latin", "Christmas", "Halloween", "Metal",
+    "Korean traditional music", "Trap", "Techno", "House", "Soul", "R&B", "Smooth Jazz", "Trip Hop",
+    "Lullaby", "Music for children", "Battle", "Horror", "Trailer", "Motivational",
+})
+
 _KO_STOP = {"기타", "공", "락", "팝", "벨", "드론", "중국", "게임", "뉴스", "유럽", "국제적인", "인디", "전투", "액션", "에픽"}
 
 
-def _mention_patterns() -> list[tuple[Kind, str, re.Pattern[str]]]:
-    """Catalog genres/instruments/moods named literally in a text ('a violin', '재즈')."""
+@dataclass(frozen=True)
+class _Mentions:
+    """Catalog genres/instruments a text names literally ('a violin', 'jazz bar', '재즈')."""
+
+    latin: dict[tuple[str, ...], tuple[Kind, str]]  # word sequence -> (kind, catalog name)
+    hangul: dict[str, tuple[Kind, str]]
+
+    def find(self, text: str) -> list[tuple[Kind, str]]:
+        words = re.findall(r"[a-z0-9&]+", text.casefold())
+        found: list[tuple[Kind, str]] = []
+        for n in (3, 2, 1):
+            for i in range(len(words) - n + 1):
+                key = tuple(words[i: i + n])
+                hit = self.latin.get(key)
+                if hit is None and key[-1].endswith("s"):
+                    hit = self.latin.get(key[:-1] + (key[-1][:-1],))
+                if hit and hit not in found:
+                    found.append(hit)
+        if any(textmod.is_hangul(c) for c in text):
+            found += [hit for word, hit in self.hangul.items() if word in text and hit not in found]
+        return found
+
+
+def _mention_patterns() -> _Mentions:
     cat = catalog()
-    usable = {k: {p.name for p in of_kind(k)} for k in ("mood", "genre", "instrument")}
+    usable = {k: {p.name for p in of_kind(k)} for k in ("genre", "instrument")}
     usable["instrument"] |= {i for kit in music.GENRE_KITS.values() for i in kit}
-    patterns: list[tuple[Kind, str, re.Pattern[str]]] = []
-    for kind in ("genre", "instrument", "mood"):
+    latin: dict[tuple[str, ...], tuple[Kind, str]] = {}
+    hangul: dict[str, tuple[Kind, str]] = {}
+    for kind in ("genre", "instrument"):
         for entry in cat.entries(kind):  # type: ignore[arg-type]
             if entry.name not in usable[kind]:
                 continue
-            words = {entry.en.casefold(), caption_word(entry.en).casefold()}
-            if kind == "mood":
-                words = set()  # English mood words are already in the lexicon
-            alternatives = [re.escape(w) + r"s?" for w in words if len(w) >= 3]
-            alternatives = [rf"\b{a}\b" for a in alternatives]
-            if kind != "mood" and len(entry.ko) >= 2 and entry.ko not in _KO_STOP:
-                alternatives.append(re.escape(entry.ko.casefold()))
-            if alternatives:
-                patterns.append((kind, entry.name, re.compile("|".join(alternatives))))  # type: ignore[arg-type]
-    return patterns
+            for label in (entry.en, caption_word(entry.en)):
+                words = tuple(re.findall(r"[a-z0-9&]+", label.casefold()))
+                if words and len(words) <= 3 and len("".join(words)) >= 3:
+                    latin.setdefault(words, (kind, entry.name))  # type: ignore[arg-type]
+            if len(entry.ko) >= 2 and entry.ko not in _KO_STOP and not entry.ko.isascii():
+                hangul.setdefault(entry.ko, (kind, entry.name))  # type: ignore[arg-type]
+    return _Mentions(latin, hangul)

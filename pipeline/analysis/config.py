@@ -27,7 +27,7 @@ class AnalysisConfig:
     llm_api_key: str = ""
     llm_timeout: float = 10.0
     max_analysis_chars: int = 20_000
-    max_sentences: int = 24  # sentences embedded per text (the speed bound)
+    max_sentences: int = 16  # sentences embedded per text (the speed bound)
     device: str = "cpu"
 
     @classmethod
@@ -56,6 +56,6 @@ class AnalysisConfig:
             llm_api_key=text("TEXTUNES_LLM_API_KEY"),
             llm_timeout=float(number("TEXTUNES_LLM_TIMEOUT", 10.0, float)),
             max_analysis_chars=int(number("TEXTUNES_MAX_ANALYSIS_CHARS", 20_000, int)),
-            max_sentences=int(number("TEXTUNES_ANALYSIS_MAX_SENTENCES", 24, int)),
+            max_sentences=int(number("TEXTUNES_ANALYSIS_MAX_SENTENCES", 16, int)),
             device=text("TEXTUNES_ANALYSIS_DEVICE") or "cpu",
         )

@@ -137,10 +137,20 @@ def _lemma(form: str, tag: str) -> str:
     return form + "다" if base in ("VV", "VA") else form
 
 
+def score_korean_many(sentences: list[str]) -> list[Score]:
+    """``score_korean`` for many sentences in one kiwipiepy call (much faster than one by one)."""
+    if not sentences:
+        return []
+    return [_score_tokens(tokens) for tokens in kiwi().tokenize(sentences)]
+
+
 def score_korean(sentence: str) -> Score:
     """Lexicon evidence for one Korean sentence, with the English glosses of its words."""
+    return _score_tokens(kiwi().tokenize(sentence))
+
+
+def _score_tokens(tokens) -> Score:  # type: ignore[no-untyped-def]
     lexicon = korean_lexicon()
-    tokens = kiwi().tokenize(sentence)
     score = Score()
     for i, token in enumerate(tokens):
         tag = token.tag.split("-")[0]
@@ -165,7 +175,7 @@ def score_korean(sentence: str) -> Score:
         negated = (
             any(f in ("않", "못") and t.startswith("VX") for f, t in after)
             or any(f in ("안", "못") and t == "MAG" for f, t in before)
-            or (tag in ("NNG", "XR") and any(f == "없" and t.startswith("VA") for f, t in after[:2]))
+            or (tag in ("NNG", "XR") and any(f == "없" and t.startswith("VA") or f == "없이" for f, t in after[:2]))
         )
         weight = 1.0
         if before and before[-1][0] in _INTENSIFIERS_KO:

@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import json
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,7 @@ class Posted:
     reference_id: str = ""
     attachments: list[dict[str, Any]] = field(default_factory=list)
     edits: list[tuple[str, str]] = field(default_factory=list)  # (content, via) of each edit
+    reactions: list[tuple[str, str]] = field(default_factory=list)  # (emoji, user id)
 
 
 @dataclass
@@ -94,6 +96,7 @@ class FakeDiscord:
         self.commands: list[dict[str, Any]] = []
         self.command_scope: str = ""
         self.attachments: dict[str, bytes] = {}
+        self.withhold_content = False  # gateway hides other messages' text (REST still has it)
         self.identified = asyncio.Event()
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = 0
@@ -267,9 +270,16 @@ class FakeDiscord:
     async def mention(self, text: str, *, channel_id: str | None = None, user_id: str | None = None,
                       reply_to: str | None = None, files: dict[str, bytes] | None = None) -> Posted:
         """A user message mentioning the bot (``text`` may hold ``{bot}`` where the mention goes)."""
+        content = text.format(bot=f"<@{self.bot_id}>") if "{bot}" in text else f"<@{self.bot_id}> {text}".strip()
+        return await self.say(content, channel_id=channel_id, user_id=user_id, reply_to=reply_to, files=files,
+                              pings_bot=True)
+
+    async def say(self, content: str, *, channel_id: str | None = None, user_id: str | None = None,
+                  reply_to: str | None = None, files: dict[str, bytes] | None = None,
+                  pings_bot: bool = False) -> Posted:
+        """A user message; ``pings_bot`` puts the bot in ``mentions`` (as a reply to it does)."""
         channel_id = channel_id or self.channel_id
         user_id = user_id or self.user_id
-        content = text.format(bot=f"<@{self.bot_id}>") if "{bot}" in text else f"<@{self.bot_id}> {text}".strip()
         message = Posted(id=self.snowflake(), channel_id=channel_id, content=content, author_id=user_id, via="user",
                          reference_id=reply_to or "")
         for name, data in (files or {}).items():
@@ -280,9 +290,11 @@ class FakeDiscord:
                                         "proxy_url": url, "content_type": "text/plain; charset=utf-8"})
         self.messages[message.id] = message
         payload = self.message_payload(message)
-        payload["mentions"] = [self.user(self.bot_id)]
+        payload["mentions"] = [self.user(self.bot_id)] if pings_bot else []
         if reply_to:
             payload["referenced_message"] = self.message_payload(self.messages[reply_to])
+            if self.withhold_content:  # a bot without the Message Content intent gets no text
+                payload["referenced_message"]["content"] = ""
         await self.dispatch("MESSAGE_CREATE", payload)
         return message
 
@@ -294,8 +306,11 @@ class FakeDiscord:
         return message
 
     async def react(self, message_id: str, emoji: str = "🔁", *, user_id: str | None = None) -> None:
+        """A reaction and its MESSAGE_REACTION_ADD (the bot's own reactions are dispatched too)."""
         message = self.messages[message_id]
         user_id = user_id or self.user_id
+        if user_id != self.bot_id:
+            message.reactions.append((emoji, user_id))
         data: dict[str, Any] = {"user_id": user_id, "channel_id": message.channel_id, "message_id": message_id,
                                 "emoji": {"id": None, "name": emoji}, "message_author_id": message.author_id,
                                 "burst": False, "type": 0}
@@ -461,6 +476,11 @@ class FakeDiscord:
             body, files = await _read_body(request)
             self._edit(message, body, files, "bot")
             return _json(self.message_payload(message))
+        if len(parts) == 7 and parts[4] == "reactions" and parts[6] == "@me" and request.method == "PUT":
+            emoji = urllib.parse.unquote(parts[5])
+            message.reactions.append((emoji, self.bot_id))
+            asyncio.get_running_loop().create_task(self.react(message.id, emoji, user_id=self.bot_id))
+            return web.Response(status=204)
         if len(parts) == 5 and parts[4] == "threads" and request.method == "POST":
             body = await request.json()
             if not self.channels[channel_id]["threads"]:
