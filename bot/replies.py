@@ -20,6 +20,21 @@ HELP = (
     "• React 🔁 on a result to get a new take."
 )
 
+SLACK_HELP = (
+    "🎵 *TexTuneS* makes background music from a few words or from your text.\n"
+    "• `/tune <words>` with optional `genre:` `mood:` `instruments:` (comma-separated, English or "
+    "Korean), `bpm:80` or `tempo:slow|medium|fast`, a length like `20s`, `takes:1-4`, `seed:42`.\n"
+    f"  Example: `/tune {EXAMPLE}`\n"
+    "• Mention me with a paragraph of your script, story or post, or mention me alone in the thread "
+    "of a post, and I will pick the mood, genre, instruments and tempo for it.\n"
+    "• React :repeat: (🔁) on a result to get a new take."
+)
+
+SLACK_NOT_IN_CHANNEL = (
+    "I can't post in this conversation. In a channel, invite me first (`/invite @TexTuneS`) and try "
+    "again; or use `/tune` in a DM with me."
+)
+
 NOTHING_TO_PLAY = (
     "Tell me what to play: give a prompt, a genre, a mood or instruments. "
     "For example: `/tune prompt:rainy night by the window genre:Lofi mood:Calm`."

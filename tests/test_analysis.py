@@ -204,3 +204,18 @@ def test_cli_bad_input_exits_2_with_a_message(analyser: Analyser, capsys: pytest
     assert "Cannot read" in capsys.readouterr().err
     assert cli.run(_parser().parse_args([]), analyser=analyser) == 2
     assert "Give the text" in capsys.readouterr().err
+
+
+def test_unsupported_script_gives_a_brief_with_low_confidence(analyser: Analyser) -> None:
+    japanese = analyser.analyse_text("今日はいい天気です。散歩に行きました。")
+    english = analyser.analyse_text("Today the weather was lovely, so we went for a long walk.")
+    assert_well_formed(japanese)
+    assert japanese.confidence < 0.2 < english.confidence
+
+
+def test_analysis_leaves_torch_thread_setting_as_it_found_it(analyser: Analyser) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    analyser.analyse_text("A calm morning by the sea.")
+    assert torch.get_num_threads() == before  # MusicGen in the same process keeps its threads

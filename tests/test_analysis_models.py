@@ -131,3 +131,17 @@ def test_missing_model_directory_names_the_variable(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="TEXTUNES_SUMMARY_MODEL='.*nothing-here'"):
         OptionalModels.load(AnalysisConfig(summary_model=str(tmp_path / "nothing-here")))
+
+
+def test_cli_reports_a_model_that_will_not_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from pipeline.analysis import cli
+
+    monkeypatch.setenv("TEXTUNES_NLI_MODEL", str(tmp_path / "nope"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    parser = argparse.ArgumentParser()
+    cli.configure_parser(parser)
+    assert cli.run(parser.parse_args(["a calm sea"])) == 1
+    assert "TEXTUNES_NLI_MODEL" in capsys.readouterr().err

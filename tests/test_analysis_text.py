@@ -47,9 +47,12 @@ def test_config_from_env_defaults_and_values() -> None:
     })
     assert config.emotion_model == "org/emotion" and config.llm_timeout == 2.5
     assert config.max_analysis_chars == 5000 and config.llm_timeout != AnalysisConfig().llm_timeout
+    assert AnalysisConfig.from_env({"TEXTUNES_ANALYSIS_THREADS": "3"}).threads == 3
+    assert AnalysisConfig.from_env({"TEXTUNES_ANALYSIS_THREADS": "0"}).threads == 0
 
 
-@pytest.mark.parametrize("name,value", [("TEXTUNES_LLM_TIMEOUT", "soon"), ("TEXTUNES_MAX_ANALYSIS_CHARS", "0")])
+@pytest.mark.parametrize("name,value", [("TEXTUNES_LLM_TIMEOUT", "soon"), ("TEXTUNES_MAX_ANALYSIS_CHARS", "0"),
+                                        ("TEXTUNES_ANALYSIS_THREADS", "-2")])
 def test_config_rejects_bad_numbers_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         AnalysisConfig.from_env({name: value})

@@ -2,6 +2,7 @@
 
 from .analyser import Analyser
 from .config import AnalysisConfig, ConfigError
+from .extras import ModelLoadError
 from .text import AnalysisError
 
-__all__ = ["Analyser", "AnalysisConfig", "AnalysisError", "ConfigError"]
+__all__ = ["Analyser", "AnalysisConfig", "AnalysisError", "ConfigError", "ModelLoadError"]

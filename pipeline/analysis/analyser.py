@@ -86,12 +86,12 @@ class Analyser:
 
     @classmethod
     def load(cls, config: AnalysisConfig = AnalysisConfig()) -> "Analyser":
-        embedder = Embedder.load(device=config.device)
         from .extras import OptionalModels
         from .llm import LLMCaptioner
 
-        extras = OptionalModels.load(config)
+        extras = OptionalModels.load(config)  # first, so a misconfigured model fails fast
         captioner = LLMCaptioner.from_config(config)
+        embedder = Embedder.load(device=config.device, threads=config.threads)
         lexicon.kiwi()  # load the Korean analyser now rather than on the first Korean text
         return cls(config, embedder, extras, captioner)
 
@@ -145,7 +145,7 @@ class Analyser:
                 latin = " ".join(re.findall(r"[A-Za-z][A-Za-z' -]*", sentence)).strip()
                 if latin:
                     score.merge(lexicon.score_english(latin))
-                embed_texts.append(" ".join(score.glosses + ([latin] if latin else [])))
+                embed_texts.append(" ".join(score.glosses))  # kiwipiepy keeps Latin words as glosses
             else:
                 score = lexicon.score_english(sentence)
                 embed_texts.append(sentence)
@@ -257,6 +257,9 @@ class Analyser:
         conf = 0.25 + 0.45 * evidence + 0.3 * strength
         if reading.korean_share > 0.3:
             conf *= 0.85  # Korean is read through a lexicon and glosses, not the sentence model
+        letters = [c for c in reading.text if c.isalpha()]
+        readable = sum(c.isascii() or textmod.is_hangul(c) for c in letters) / max(1, len(letters))
+        conf *= readable  # scripts other than Latin and Hangul are not understood
         return float(max(0.05, min(1.0, conf)))
 
     @staticmethod

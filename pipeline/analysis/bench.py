@@ -45,16 +45,17 @@ def _time(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while encoding (0 = torch's default)")
     args = parser.parse_args(argv)
 
     import torch
 
     start = time.perf_counter()
-    from . import Analyser
+    from . import Analyser, AnalysisConfig
 
-    analyser = Analyser.load()
+    analyser = Analyser.load(AnalysisConfig(threads=args.threads))
     load_s = time.perf_counter() - start
-    print(f"torch threads: {torch.get_num_threads()}")
+    print(f"torch threads while encoding: {args.threads or torch.get_num_threads()}")
     print(f"load (imports, sentence model, kiwi, catalog embeddings): {load_s:.2f} s")
     for lang in ("en", "ko"):
         text = long_text(lang)

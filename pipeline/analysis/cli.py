@@ -33,16 +33,19 @@ def _read_text(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace, analyser=None) -> int:  # type: ignore[no-untyped-def]
-    """Exit status 0 on success, 2 for bad input (message on stderr)."""
-    from . import Analyser, AnalysisConfig, AnalysisError
+    """Exit status 0 on success, 2 for bad input or settings, 1 when a configured model won't load."""
+    from . import Analyser, AnalysisConfig, AnalysisError, ModelLoadError
 
     try:
         text = _read_text(args)
         analyser = analyser or Analyser.load(AnalysisConfig.from_env())
         brief = analyser.analyse_text(text)
-    except (AnalysisError, ValueError) as error:
+    except (AnalysisError, ValueError) as error:  # the text or a setting: the user can fix it
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except ModelLoadError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if args.json:
         data = brief.to_dict()
         print(json.dumps({k: data[k] for k in JSON_KEYS}, ensure_ascii=False, indent=2))

@@ -29,6 +29,7 @@ class AnalysisConfig:
     max_analysis_chars: int = 20_000
     max_sentences: int = 16  # sentences embedded per text (the speed bound)
     device: str = "cpu"
+    threads: int = 1  # torch CPU threads while the sentence model encodes (0 = torch's default); restored after
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "AnalysisConfig":
@@ -58,4 +59,5 @@ class AnalysisConfig:
             max_analysis_chars=int(number("TEXTUNES_MAX_ANALYSIS_CHARS", 20_000, int)),
             max_sentences=int(number("TEXTUNES_ANALYSIS_MAX_SENTENCES", 16, int)),
             device=text("TEXTUNES_ANALYSIS_DEVICE") or "cpu",
+            threads=0 if text("TEXTUNES_ANALYSIS_THREADS") == "0" else int(number("TEXTUNES_ANALYSIS_THREADS", 1, int)),
         )

@@ -26,14 +26,15 @@ def packaged_model_path() -> Path:
 class Embedder:
     """Encodes short texts to unit vectors (384 dimensions)."""
 
-    def __init__(self, tokenizer, model, device: str = "cpu", max_tokens: int = 64) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tokenizer, model, device: str = "cpu", max_tokens: int = 64, threads: int = 0) -> None:  # type: ignore[no-untyped-def]
         self._tokenizer = tokenizer
         self._model = model
         self._device = device
         self.max_tokens = max_tokens
+        self.threads = threads  # torch CPU threads while encoding (0 = torch's setting), restored after
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "cpu") -> "Embedder":
+    def load(cls, path: str | Path | None = None, device: str = "cpu", threads: int = 0) -> "Embedder":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
@@ -43,7 +44,7 @@ class Embedder:
         source = str(path or packaged_model_path())
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         model = AutoModel.from_pretrained(source, local_files_only=True).to(device).eval()
-        return cls(tokenizer, model, device)
+        return cls(tokenizer, model, device, threads=threads)
 
     def encode(self, texts: list[str], max_tokens: int | None = None, batch_size: int = 64) -> np.ndarray:
         import torch
@@ -51,6 +52,19 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         chunks = []
+        previous = torch.get_num_threads()
+        if self.threads and self._device == "cpu":
+            torch.set_num_threads(self.threads)
+        try:
+            self._encode(texts, max_tokens, batch_size, chunks)
+        finally:
+            if self.threads and self._device == "cpu":
+                torch.set_num_threads(previous)
+        return np.concatenate(chunks)
+
+    def _encode(self, texts: list[str], max_tokens: int | None, batch_size: int, chunks: list[np.ndarray]) -> None:
+        import torch
+
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 batch = self._tokenizer(
@@ -62,7 +76,6 @@ class Embedder:
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
                 chunks.append(pooled.float().cpu().numpy())
-        return np.concatenate(chunks)
 
     @property
     def dimension(self) -> int:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_DATA = [Path("tests/data/texts.jsonl"), Path("tests/data/heldout.jsonl")]
+DEFAULT_DATA = [Path("tests/data/texts.jsonl"), Path("tests/data/heldout.jsonl"), Path("tests/data/fresh.jsonl")]
 
 
 @dataclass

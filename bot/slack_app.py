@@ -1,0 +1,390 @@
+"""The Slack app: ``/tune``, @mentions with text, and a :repeat: (🔁) reaction on a result.
+
+``textunes slack`` runs it (``run``), in Socket Mode (an app-level token, no public URL) or
+HTTP mode (Slack posts to ``/slack/events``; requests are verified with the signing secret).
+Handlers turn Slack payloads into requests for ``bot.service.TuneService``; results come
+back through ``SlackOutput``, which the shared ``EventPump`` drives from Redis.
+
+Every request first gets a parent (status) message, and only then is the job queued, so the
+job already knows where its results go: the parent's thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import logging
+import re
+import signal
+import socket
+import sys
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import replies
+from bot.options import parse_inline
+from bot.service import EventPump, Refused, Submission, TuneService, preview_caption
+from bot.slack_output import REGENERATE_REACTION, SlackOutput, file_key, message_key, with_requester
+from pipeline.models import TuneRequest
+from pipeline.validation import InvalidRequest
+from worker.queue import Job, JobQueue, ReplyTo
+from worker.settings import Settings
+
+PLATFORM = "slack"
+EVENTS_PATH = "/slack/events"
+HELP_WORDS = {"", "help", "-h", "--help", "?", "도움말"}
+CANT_POST = {"not_in_channel", "channel_not_found", "is_archived"}
+
+log = logging.getLogger("textunes.slack")
+
+
+def consumer_name() -> str:
+    """Stable per host, so a restarted app re-reads the events it had not acknowledged."""
+    return f"slack-{socket.gethostname()}"
+
+
+def mention_text(text: str, bot_user_id: str) -> str:
+    """What a mention asks to analyse: Slack's markup turned back into plain text (the bot's
+    own mention removed, links shown as their label, ``&amp;`` and friends unescaped)."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
+
+    def plain(match: re.Match[str]) -> str:
+        target, label = match.group(1), match.group(2)
+        if label:
+            return label
+        return "" if target[:1] in ("@", "#", "!") else target
+
+    text = re.sub(r"<([^<>|]+)(?:\|([^<>]*))?>", plain, text)
+    return html.unescape(text).strip()
+
+
+class SlackTunes:
+    """The bolt ``AsyncApp`` with TexTuneS's handlers, plus the event pump that posts results."""
+
+    def __init__(self, settings: Settings, queue: JobQueue, *, client: AsyncWebClient | None = None,
+                 consumer: str | None = None, pump_block_ms: int = 1000) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.client = client or AsyncWebClient(token=settings.slack_bot_token)
+        self.service = TuneService(queue, settings)
+        self.output = SlackOutput(self.client)
+        self.pump = EventPump(queue, PLATFORM, consumer or consumer_name(), self.output,
+                              progress_interval_s=settings.progress_interval_s, block_ms=pump_block_ms)
+        # The signing secret verifies HTTP requests; Socket Mode requests skip the check.
+        self.app = AsyncApp(client=self.client, signing_secret=settings.slack_signing_secret, name="textunes.slack.bolt")
+        self.app.command("/tune")(self.handle_tune)
+        self.app.event("app_mention")(self.handle_mention)
+        self.app.event("reaction_added")(self.handle_reaction)
+        self._stop_pump = asyncio.Event()
+        self._pump_task: asyncio.Task[None] | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        self._stop_pump.clear()
+        self._pump_task = asyncio.create_task(self.pump.run(self._stop_pump), name="textunes-slack-events")
+
+    async def stop(self) -> None:
+        self._stop_pump.set()
+        if self._pump_task is not None:
+            try:
+                await asyncio.wait_for(self._pump_task, timeout=10)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                log.warning("event pump did not stop in time")
+            self._pump_task = None
+
+    def web_app(self) -> web.Application:
+        """The HTTP-mode endpoint: Slack's requests go to ``/slack/events``."""
+        return self.app.web_app(path=EVENTS_PATH)
+
+    # ---- /tune -------------------------------------------------------------------------
+    async def handle_tune(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        text = (command.get("text") or "").strip()
+        user_id, channel_id = command.get("user_id", ""), command.get("channel_id", "")
+        if text.lower() in HELP_WORDS:
+            await ack(text=replies.SLACK_HELP)
+            return
+        try:
+            limits = self.settings.limits
+            request = self.service.check(
+                parse_inline(text, default_duration=min(10.0, limits.max_duration), limits=limits))
+        except InvalidRequest as error:
+            log.info("/tune by user %s not queued: %s", user_id, error)
+            await ack(text=f"⚠️ {error}")  # shown to the user only
+            return
+        await ack()  # within Slack's 3 seconds; everything else follows
+        try:
+            await self.service.precheck(PLATFORM, user_id)
+        except Refused as error:
+            log.info("/tune by user %s not queued: %s", user_id, error)
+            await respond(text=str(error), response_type="ephemeral")
+            return
+        caption = preview_caption(request)
+        try:
+            posted = await self.client.chat_postMessage(
+                channel=channel_id, text=f"<@{user_id}> 🎼 {caption}")
+        except SlackApiError as error:
+            if _error(error) not in CANT_POST:
+                raise
+            log.info("/tune by user %s: can't post in %s (%s)", user_id, channel_id, _error(error))
+            await respond(text=replies.SLACK_NOT_IN_CHANNEL, response_type="ephemeral")
+            return
+        ts = str(posted["ts"])
+        reply_to = ReplyTo(platform=PLATFORM, channel_id=str(posted.get("channel") or channel_id), thread_id=ts,
+                           message_id=ts, user_id=user_id, extra={"team_id": command.get("team_id", "")})
+        await self._submit(request, reply_to, where=f"/tune in {channel_id}")
+
+    # ---- mentions ----------------------------------------------------------------------
+    async def handle_mention(self, event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+        if event.get("bot_id") or not await self._first_delivery(body):
+            return
+        bot_user_id = str(getattr(context, "bot_user_id", None) or "")
+        user_id, channel_id, ts = event.get("user", ""), event["channel"], event["ts"]
+        in_thread = bool(event.get("thread_ts")) and event.get("thread_ts") != ts
+        thread = event.get("thread_ts") or ts
+        text = mention_text(event.get("text", ""), bot_user_id)
+        if not text and in_thread:
+            text = await self._thread_parent_text(channel_id, thread, bot_user_id)
+        if not text:
+            await self.client.chat_postMessage(channel=channel_id, thread_ts=thread, text=replies.SLACK_HELP)
+            return
+        try:
+            request = self.service.check(TuneRequest(text=text, duration=min(10.0, self.settings.max_duration)))
+            await self.service.precheck(PLATFORM, user_id)
+        except (InvalidRequest, Refused) as error:
+            log.info("mention by user %s not queued: %s", user_id, error)
+            await self._ephemeral(channel_id, user_id, str(error), thread if in_thread else None)
+            return
+        status = await self.client.chat_postMessage(
+            channel=channel_id, thread_ts=thread, text=f"<@{user_id}> {replies.analysing_line()}")
+        reply_to = ReplyTo(platform=PLATFORM, channel_id=channel_id, thread_id=thread, message_id=str(status["ts"]),
+                           user_id=user_id, extra={"team_id": body.get("team_id", "")})
+        await self._submit(request, reply_to, where=f"mention in {channel_id}")
+
+    async def _thread_parent_text(self, channel_id: str, thread_ts: str, bot_user_id: str) -> str:
+        """A bare mention in a thread reads the thread's first post (unless it is the bot's)."""
+        try:
+            found = await self.client.conversations_replies(channel=channel_id, ts=thread_ts, limit=1)
+        except SlackApiError as error:
+            log.info("could not read thread %s in %s (%s)", thread_ts, channel_id, _error(error))
+            return ""
+        messages = found.get("messages") or []
+        parent = next((m for m in messages if m.get("ts") == thread_ts), None)
+        if parent is None or parent.get("bot_id") or parent.get("user") == bot_user_id:
+            return ""
+        return mention_text(parent.get("text", ""), bot_user_id)
+
+    # ---- 🔁 -----------------------------------------------------------------------------
+    async def handle_reaction(self, event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+        item = event.get("item") or {}
+        if event.get("reaction") != REGENERATE_REACTION or item.get("type") != "message":
+            return
+        if not await self._first_delivery(body):
+            return
+        user_id, channel_id, ts = event.get("user", ""), item.get("channel", ""), item.get("ts", "")
+        bot_user_id = str(getattr(context, "bot_user_id", None) or "")
+        key, job = await self._job_for(channel_id, ts)
+        if job is None:
+            if bot_user_id and event.get("item_user") == bot_user_id:
+                await self._ephemeral(channel_id, user_id, replies.not_a_result(), None)
+            return
+        try:
+            await self.service.precheck(PLATFORM, user_id)
+        except Refused as error:
+            await self._ephemeral(channel_id, user_id, str(error), None)
+            return
+        old = job.reply_to
+        where = old.channel_id or channel_id
+        thread = old.thread_id or ts
+        caption = preview_caption(job.request)
+        status = await self.client.chat_postMessage(
+            channel=where, thread_ts=thread, text=f"🔁 Another take for <@{user_id}>: 🎼 {caption}")
+        reply_to = ReplyTo(platform=PLATFORM, channel_id=where, thread_id=thread, message_id=str(status["ts"]),
+                           user_id=user_id, extra=dict(old.extra))
+        try:
+            submission = await self.service.regenerate(PLATFORM, user_id, key, reply_to)
+        except (InvalidRequest, Refused) as error:
+            await self.output.initial_status(reply_to, f"⚠️ {error}")
+            return
+        if submission is not None:
+            await self._queued(submission, reply_to, where=f"🔁 in {where}")
+
+    async def _job_for(self, channel_id: str, ts: str) -> tuple[str, Job | None]:
+        """The job behind a message: a status message is linked by its ts; an uploaded take
+        by its file id, read from the message (Slack's upload API doesn't return it)."""
+        key = message_key(channel_id, ts)
+        job = await asyncio.to_thread(self.queue.job_for_message, PLATFORM, key)
+        if job is not None:
+            return key, job
+        try:
+            found = await self.client.conversations_replies(
+                channel=channel_id, ts=ts, oldest=ts, latest=ts, inclusive=True, limit=10)
+        except SlackApiError as error:
+            log.info("could not read message %s in %s (%s)", ts, channel_id, _error(error))
+            return key, None
+        message = next((m for m in found.get("messages") or [] if m.get("ts") == ts), None)
+        for shared in (message or {}).get("files") or []:
+            key = file_key(str(shared.get("id", "")))
+            job = await asyncio.to_thread(self.queue.job_for_message, PLATFORM, key)
+            if job is not None:
+                return key, job
+        return key, None
+
+    # ---- shared steps ------------------------------------------------------------------
+    async def _submit(self, request: TuneRequest, reply_to: ReplyTo, *, where: str) -> None:
+        try:
+            submission = await self.service.submit(PLATFORM, reply_to.user_id, request, reply_to)
+        except (InvalidRequest, Refused) as error:  # lost a race with the user's other request
+            await self.output.initial_status(reply_to, f"⚠️ {error}")
+            return
+        await self._queued(submission, reply_to, where=where)
+
+    async def _queued(self, submission: Submission, reply_to: ReplyTo, *, where: str) -> None:
+        job = submission.job
+        log.info("job %s: %s by user %s, %s mode, %d take(s): %s", job.job_id, where, reply_to.user_id,
+                 job.request.mode, job.request.takes, submission.caption)
+        await self.service.link(PLATFORM, message_key(reply_to.channel_id, reply_to.message_id), job.job_id)
+        await self.output.initial_status(reply_to, submission.status_text)
+
+    async def _ephemeral(self, channel_id: str, user_id: str, text: str, thread_ts: str | None) -> None:
+        try:
+            await self.client.chat_postEphemeral(channel=channel_id, user=user_id, text=text, thread_ts=thread_ts)
+        except SlackApiError as error:
+            log.info("could not answer user %s privately in %s (%s)", user_id, channel_id, _error(error))
+
+    async def _first_delivery(self, body: dict[str, Any]) -> bool:
+        """Slack redelivers an event it thinks was not acknowledged in time: act once."""
+        event_id = body.get("event_id")
+        if not event_id:
+            return True
+        return await asyncio.to_thread(self.queue.claim_post, f"slack-event-{event_id}", "received")
+
+
+def _error(error: SlackApiError) -> str:
+    try:
+        return str(error.response.get("error", ""))
+    except AttributeError:
+        return ""
+
+
+# ---- command line ----------------------------------------------------------------------
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=("socket", "http"), default=None,
+                        help="socket: connect out with SLACK_APP_TOKEN (no public URL needed); http: serve "
+                             f"{EVENTS_PATH} for Slack, verified with SLACK_SIGNING_SECRET. "
+                             "Default: socket when SLACK_APP_TOKEN is set, else http")
+    parser.add_argument("--host", default="0.0.0.0", help="HTTP mode: address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="HTTP mode: port to listen on (env TEXTUNES_SLACK_PORT, default 3000)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    mode = getattr(args, "mode", None) or ("socket" if settings.slack_app_token else "http")
+    problem = _missing_secret(mode, settings)
+    if problem:
+        print(f"textunes slack: {problem}", file=sys.stderr)
+        return 2
+    port = getattr(args, "port", None) or settings.slack_port
+    queue = JobQueue.from_url(settings.redis_url, prefix=settings.prefix, audio_ttl_s=settings.audio_ttl_s,
+                              visibility_timeout_s=settings.visibility_timeout_s,
+                              max_deliveries=settings.max_deliveries)
+    try:
+        return asyncio.run(_serve(settings, queue, mode, getattr(args, "host", "0.0.0.0"), port))
+    finally:
+        queue.close()
+
+
+def _missing_secret(mode: str, settings: Settings) -> str:
+    if not settings.slack_bot_token:
+        return "SLACK_BOT_TOKEN is not set (the Bot User OAuth Token, xoxb-…, from OAuth & Permissions)."
+    if mode == "socket" and not settings.slack_app_token:
+        return ("Socket Mode needs SLACK_APP_TOKEN (an app-level token, xapp-…, with connections:write, "
+                "from Basic Information → App-Level Tokens). Or run with --mode http.")
+    if mode == "http" and not settings.slack_signing_secret:
+        return ("HTTP mode needs SLACK_SIGNING_SECRET (Basic Information → App Credentials) to verify "
+                "Slack's requests. Or set SLACK_APP_TOKEN and run with --mode socket.")
+    return ""
+
+
+async def _serve(settings: Settings, queue: JobQueue, mode: str, host: str, port: int,
+                 *, client: AsyncWebClient | None = None, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGINT/SIGTERM (or ``stop``): returns 0 after a clean stop, 2 when Slack
+    rejects a token, 1 when Slack can't be reached."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (RuntimeError, ValueError):  # not the main thread (tests)
+            pass
+    try:
+        return await serve(settings, queue, mode, host, port, stop, client=client)
+    finally:
+        for signum in signals:
+            try:
+                loop.remove_signal_handler(signum)
+            except (RuntimeError, ValueError):
+                pass
+
+
+async def serve(settings: Settings, queue: JobQueue, mode: str, host: str, port: int, stop: asyncio.Event,
+                *, client: AsyncWebClient | None = None, consumer: str | None = None) -> int:
+    app = SlackTunes(settings, queue, client=client, consumer=consumer)
+    try:
+        who = await app.client.auth_test()
+    except SlackApiError as error:
+        print(f"textunes slack: Slack rejected SLACK_BOT_TOKEN ({_error(error)}); copy the Bot User OAuth Token "
+              "again from OAuth & Permissions (and reinstall the app if its scopes changed).", file=sys.stderr)
+        return 2
+    except Exception as error:  # network: DNS, TLS, proxy
+        print(f"textunes slack: can't reach Slack ({type(error).__name__}: {error}).", file=sys.stderr)
+        return 1
+    log.info("Slack app %s in workspace %s (%s); reading events as %s", who.get("user"), who.get("team"),
+             mode, app.pump.consumer)
+    await app.start()
+    try:
+        if mode == "socket":
+            return await _socket_mode(app, settings, stop)
+        return await _http_mode(app, host, port, stop)
+    finally:
+        await app.stop()
+
+
+async def _http_mode(app: SlackTunes, host: str, port: int, stop: asyncio.Event) -> int:
+    runner = web.AppRunner(app.web_app())
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        log.info("listening for Slack on http://%s:%d%s", host, port, EVENTS_PATH)
+        await stop.wait()
+        log.info("stopping: closing the HTTP server")
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+async def _socket_mode(app: SlackTunes, settings: Settings, stop: asyncio.Event) -> int:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    try:  # ask for the WebSocket URL ourselves: a bad app token is reported, not retried forever
+        opened = await app.client.apps_connections_open(app_token=settings.slack_app_token)
+    except SlackApiError as error:
+        print(f"textunes slack: Slack rejected SLACK_APP_TOKEN ({_error(error)}); it must be an app-level token "
+              "(xapp-…) with the connections:write scope, and Socket Mode must be on.", file=sys.stderr)
+        return 2
+    handler = AsyncSocketModeHandler(app.app, settings.slack_app_token, web_client=app.client)
+    handler.client.wss_uri = str(opened["url"])
+    await handler.connect_async()
+    log.info("connected to Slack in Socket Mode")
+    try:
+        await stop.wait()
+        log.info("stopping: closing the Socket Mode connection")
+    finally:
+        await handler.close_async()
+    return 0
