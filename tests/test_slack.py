@@ -9,7 +9,10 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
+import signal
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -23,7 +26,7 @@ import soundfile as sf
 from aiohttp import web
 
 from bot import replies
-from bot.slack_app import SlackTunes, configure_parser, mention_text, run, serve
+from bot.slack_app import SlackTunes, _serve, configure_parser, mention_text, run, serve
 from tests.fake_worker import FakeWorker
 from tests.fakes.slack import FakeSlack, Message
 from worker.queue import FRONTEND_GROUP, JobQueue
@@ -362,8 +365,9 @@ async def test_repeat_reaction_on_a_take_makes_another_take_in_the_same_thread(h
     notes = [m for m in fake.in_thread(fake.channel_id, parent.ts) if m.text.startswith(("🔁", f"<@{BOB}>"))]
     assert any(f"<@{BOB}>" in m.text for m in notes)
     second_job = app.queue.job_for_message("slack", f"file:{takes[1].files[0]['id']}")
-    assert second_job.request.genres == [] or second_job.request.prompt  # same request…
-    assert second_job.parent_job_id and second_job.request.seed is None  # …a new seed
+    first_job = app.queue.job_for_message("slack", f"file:{takes[0].files[0]['id']}")
+    assert (second_job.request.prompt, second_job.request.duration) == (first_job.request.prompt, 5.0)  # same request…
+    assert second_job.parent_job_id == first_job.job_id and second_job.request.seed is None  # …a new seed
     assert len(harness.parents()) == 1
 
 
@@ -451,9 +455,50 @@ async def test_socket_mode_runs_the_same_handlers_over_the_websocket(harness: Ha
         await fake.wait_for(lambda: fake.with_files(fake.channel_id, mention.ts), what="the mention's take")
         await fake.react(fake.channel_id, take.ts, socket=True)
         await fake.wait_for(lambda: len(fake.with_files(fake.channel_id, parent.ts)) == 2, what="another take")
-    assert [p["app_token"] if "app_token" in p else "header" for p in fake.called("apps.connections.open")] \
-        and fake.socket_connections == 1
+    assert len(fake.called("apps.connections.open")) == 1 and fake.socket_connections == 1
     assert await harness.stop_socket_mode() == [0]
+
+
+async def test_http_mode_serves_slack_events_and_answers_the_url_check(harness: Harness) -> None:
+    fake = harness.fake
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    queue = JobQueue.from_url(harness.redis_url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(harness.settings(), queue, "http", "127.0.0.1", port, stop,
+                                     client=fake.client(), consumer="slack-http-test"))
+    fake.app_url = f"http://127.0.0.1:{port}/slack/events"
+    challenge = json.dumps({"token": "legacy", "challenge": "c-123", "type": "url_verification"})
+    await fake.wait_for(lambda: fake.called("auth.test"), what="start-up")
+    status, body = await _retry_connect(lambda: fake.post_signed(challenge, "application/json"))
+    assert status == 200 and "c-123" in body
+    assert (await fake.command("help"))["text"] == replies.SLACK_HELP
+    stop.set()
+    assert await asyncio.wait_for(task, 10) == 0
+    queue.close()
+
+
+async def _retry_connect(call: Any) -> Any:
+    """The server starts listening a moment after auth.test: retry a refused connection."""
+    for _ in range(200):
+        try:
+            return await call()
+        except OSError:
+            await asyncio.sleep(0.02)
+    return await call()
+
+
+async def test_sigterm_stops_the_app_cleanly(harness: Harness) -> None:
+    queue = JobQueue.from_url(harness.redis_url)
+    task = asyncio.create_task(_serve(harness.settings(), queue, "socket", "127.0.0.1", 0,
+                                      client=harness.fake.client()))
+    await harness.fake.wait_for(lambda: harness.fake.socket_connections, what="the connection")
+    # only send the signal once the app's handler is installed (else it would stop pytest)
+    assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert await asyncio.wait_for(task, 10) == 0
+    queue.close()
 
 
 async def test_socket_mode_with_a_rejected_app_token_exits_2(harness: Harness,

@@ -216,3 +216,14 @@ def test_unloadable_model_says_what_to_set_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "TEXTUNES_MODEL" in errors[0]
+
+
+def test_worker_with_a_misconfigured_analysis_model_stops_at_start(redis_url: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "TEXTUNES_EMOTION_MODEL": str(tmp_path / "nope")}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "worker", "--model", str(tiny_model_dir), "--redis-url", redis_url],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "TEXTUNES_EMOTION_MODEL" in errors[0]

@@ -162,12 +162,26 @@ def _load_engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         return None
 
 
+def _load_analyser():  # type: ignore[no-untyped-def]
+    """Load the text analyser at start, so a misconfigured model stops the worker at once."""
+    from pipeline.analysis import Analyser, AnalysisConfig, ConfigError, ModelLoadError
+
+    try:
+        return Analyser.load(AnalysisConfig.from_env())
+    except (ConfigError, ModelLoadError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from worker.loop import Worker, WorkerOptions
     from worker.queue import JobQueue
 
     engine = _load_engine(args)
     if engine is None:
+        return 2
+    analyser = _load_analyser()
+    if analyser is None:
         return 2
     queue = JobQueue.from_url(args.redis_url, prefix=settings.prefix, audio_ttl_s=settings.audio_ttl_s,
                               visibility_timeout_s=settings.visibility_timeout_s,
@@ -186,7 +200,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with queue:
-        Worker(queue, engine, options).run(stop)
+        Worker(queue, engine, options, analyser=analyser).run(stop)
     return 0
 
 
