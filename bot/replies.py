@@ -35,6 +35,9 @@ SLACK_NOT_IN_CHANNEL = (
     "again; or use `/tune` in a DM with me."
 )
 
+SLACK_TRY_AGAIN = ("⚠️ Something went wrong on my side while taking your request. If nothing shows up in "
+                   "this conversation, please try again.")
+
 NOTHING_TO_PLAY = (
     "Tell me what to play: give a prompt, a genre, a mood or instruments. "
     "For example: `/tune prompt:rainy night by the window genre:Lofi mood:Calm`."

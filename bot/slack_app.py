@@ -29,7 +29,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import replies
 from bot.options import parse_inline
 from bot.service import EventPump, Refused, Submission, TuneService, preview_caption
-from bot.slack_output import REGENERATE_REACTION, SlackOutput, file_key, message_key, with_requester
+from bot.slack_output import REGENERATE_REACTION, SlackOutput, file_key, message_key
 from pipeline.models import TuneRequest
 from pipeline.validation import InvalidRequest
 from worker.queue import Job, JobQueue, ReplyTo
@@ -119,6 +119,14 @@ class SlackTunes:
             return
         await ack()  # within Slack's 3 seconds; everything else follows
         try:
+            await self._tune(request, command, respond)
+        except Exception:
+            log.exception("/tune by user %s in %s failed", user_id, channel_id)
+            await respond(text=replies.SLACK_TRY_AGAIN, response_type="ephemeral")
+
+    async def _tune(self, request: TuneRequest, command: dict[str, Any], respond: Any) -> None:
+        user_id, channel_id = command.get("user_id", ""), command.get("channel_id", "")
+        try:
             await self.service.precheck(PLATFORM, user_id)
         except Refused as error:
             log.info("/tune by user %s not queued: %s", user_id, error)
@@ -175,7 +183,7 @@ class SlackTunes:
             return ""
         messages = found.get("messages") or []
         parent = next((m for m in messages if m.get("ts") == thread_ts), None)
-        if parent is None or parent.get("bot_id") or parent.get("user") == bot_user_id:
+        if parent is None or parent.get("user") == bot_user_id:  # (another bot's post, e.g. a feed, is fine)
             return ""
         return mention_text(parent.get("text", ""), bot_user_id)
 
@@ -196,7 +204,7 @@ class SlackTunes:
         try:
             await self.service.precheck(PLATFORM, user_id)
         except Refused as error:
-            await self._ephemeral(channel_id, user_id, str(error), None)
+            await self._ephemeral(channel_id, user_id, str(error), job.reply_to.thread_id or None)
             return
         old = job.reply_to
         where = old.channel_id or channel_id
@@ -249,7 +257,10 @@ class SlackTunes:
         log.info("job %s: %s by user %s, %s mode, %d take(s): %s", job.job_id, where, reply_to.user_id,
                  job.request.mode, job.request.takes, submission.caption)
         await self.service.link(PLATFORM, message_key(reply_to.channel_id, reply_to.message_id), job.job_id)
-        await self.output.initial_status(reply_to, submission.status_text)
+        try:
+            await self.output.initial_status(reply_to, submission.status_text)
+        except SlackApiError as error:  # the job is queued; its progress edits will follow
+            log.info("job %s: could not show the queue position (%s)", job.job_id, _error(error))
 
     async def _ephemeral(self, channel_id: str, user_id: str, text: str, thread_ts: str | None) -> None:
         try:

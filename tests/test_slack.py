@@ -254,6 +254,17 @@ async def test_tune_where_the_bot_is_not_a_member_says_to_invite_it(harness: Har
     assert app.service.limiter.peek(f"slack:{ALICE}") is None  # the attempt used none of the user's limit
 
 
+async def test_an_unexpected_slack_error_after_the_ack_is_explained_privately(harness: Harness) -> None:
+    fake = harness.fake
+    app = await harness.start_app()
+    harness.expected_logs.append("failed")
+    fake.fail("chat.postMessage", "internal_error")
+    assert await fake.command("jazz piano") == {}
+    response = (await fake.wait_for(lambda: fake.responses, what="the private notice"))[0]
+    assert response["text"] == replies.SLACK_TRY_AGAIN and response["response_type"] == "ephemeral"
+    assert app.queue.depth() == 0
+
+
 async def test_a_failed_job_says_so_in_the_thread_with_its_job_id(harness: Harness) -> None:
     fake = harness.fake
     app = await harness.start_app()
@@ -371,6 +382,19 @@ async def test_repeat_reaction_on_a_take_makes_another_take_in_the_same_thread(h
     assert len(harness.parents()) == 1
 
 
+async def test_repeat_over_the_rate_limit_is_refused_privately_in_the_thread(harness: Harness) -> None:
+    fake = harness.fake
+    app = await harness.start_app(rate_limit_requests=1)
+    with FakeWorker(harness.redis_url):
+        await fake.command("jazz piano")
+        parent = (await fake.wait_for(harness.parents, what="the parent message"))[0]
+        take = (await fake.wait_for(lambda: fake.with_files(fake.channel_id, parent.ts), what="the take"))[0]
+        await fake.react(fake.channel_id, take.ts)
+        notice = (await fake.wait_for(lambda: fake.ephemerals, what="the refusal"))[0]
+    assert notice["user"] == ALICE and notice["thread_ts"] == parent.ts and "Try again in" in notice["text"]
+    assert len(fake.with_files(fake.channel_id, parent.ts)) == 1 and app.queue.depth() == 0
+
+
 async def test_repeat_on_a_bot_message_that_is_no_result_explains_privately(harness: Harness) -> None:
     fake = harness.fake
     app = await harness.start_app()
@@ -457,6 +481,15 @@ async def test_socket_mode_runs_the_same_handlers_over_the_websocket(harness: Ha
         await fake.wait_for(lambda: len(fake.with_files(fake.channel_id, parent.ts)) == 2, what="another take")
     assert len(fake.called("apps.connections.open")) == 1 and fake.socket_connections == 1
     assert await harness.stop_socket_mode() == [0]
+
+
+async def test_socket_mode_reconnects_when_slack_closes_the_connection(harness: Harness) -> None:
+    fake = harness.fake
+    await harness.start_socket_mode()
+    await fake.drop_socket()
+    await fake.wait_for(lambda: fake.socket_connections == 2, what="a new connection")
+    assert len(fake.called("apps.connections.open")) == 2  # a fresh URL for the new connection
+    assert (await fake.command("help", socket=True))["text"] == replies.SLACK_HELP
 
 
 async def test_http_mode_serves_slack_events_and_answers_the_url_check(harness: Harness) -> None:
@@ -555,3 +588,16 @@ async def test_end_to_end_with_the_real_worker(harness: Harness, real_worker: An
     take = (await fake.wait_for(lambda: fake.with_files(fake.channel_id, parent.ts), timeout=240,
                                 what="the take"))[0]
     assert decodes(fake.audio(take)) > 4.0
+
+
+def test_manifest_subscribes_to_what_the_app_handles_with_the_scopes_it_uses() -> None:
+    yaml = pytest.importorskip("yaml")
+    from pathlib import Path
+
+    manifest = yaml.safe_load((Path(__file__).parents[1] / "deploy" / "slack-manifest.yml").read_text())
+    assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/tune"]
+    assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == {"app_mention", "reaction_added"}
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
+        "commands", "chat:write", "files:write", "app_mentions:read", "reactions:read",
+        "channels:history", "groups:history", "im:history", "mpim:history"}
+    assert manifest["settings"]["socket_mode_enabled"] is True

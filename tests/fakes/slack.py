@@ -254,6 +254,11 @@ class FakeSlack:
         }))
         return await asyncio.wait_for(future, timeout)
 
+    async def drop_socket(self) -> None:
+        """Close the app's Socket Mode connection from Slack's side (as Slack does every few hours)."""
+        for ws in list(self._sockets):
+            await ws.close()
+
     async def _socket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
