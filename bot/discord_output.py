@@ -21,6 +21,7 @@ from typing import Any
 import discord
 
 from bot import replies
+from bot.status import StatusMessages
 from worker.queue import Event, ReplyTo, Take
 
 log = logging.getLogger("textunes.discord")
@@ -59,24 +60,15 @@ class DiscordTarget:
         )
 
 
-class DiscordOutput:
+class DiscordOutput(StatusMessages):
     """Posts a job's status, texts and takes for the event pump (see ``bot.service.ChatOutput``)."""
 
     def __init__(self, client: discord.Client, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
         self.client = client
         self.clock = clock
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._updated: set[str] = set()  # status messages an event has already edited
 
     # ---- ChatOutput --------------------------------------------------------------------
-    async def update_status(self, event: Event, text: str) -> None:
-        reply_to = event.reply_to
-        if not reply_to.message_id:
-            return
-        async with self._lock(reply_to.message_id):
-            self._updated.add(reply_to.message_id)
-            await self._edit(reply_to, text)
-
     async def post_text(self, event: Event, text: str) -> str | None:
         message = await self._send(event.reply_to, content=text)
         return str(message.id) if message else None
@@ -101,16 +93,6 @@ class DiscordOutput:
         return str(message.id)
 
     # ---- used by the bot's handlers ----------------------------------------------------
-    async def initial_status(self, reply_to: ReplyTo, text: str) -> None:
-        """Show the queue position on a status message, unless an event got there first
-        (a fast worker can start or finish a job before the handler gets back here)."""
-        if not reply_to.message_id:
-            return
-        async with self._lock(reply_to.message_id):
-            if reply_to.message_id in self._updated:
-                return
-            await self._edit(reply_to, text)
-
     def token_alive(self, reply_to: ReplyTo) -> bool:
         target = DiscordTarget.from_reply_to(reply_to)
         if not (target.interaction_token and target.application_id):
@@ -128,12 +110,6 @@ class DiscordOutput:
             log.info("job %s: could not add %s to the take (%s)", event.job_id, REGENERATE_EMOJI, error.status)
 
     # ---- plumbing ----------------------------------------------------------------------
-    def _lock(self, message_id: str) -> asyncio.Lock:
-        if len(self._locks) > 10_000:  # forget old jobs; a lock only matters for seconds
-            self._locks.clear()
-            self._updated.clear()
-        return self._locks.setdefault(message_id, asyncio.Lock())
-
     def _webhook(self, reply_to: ReplyTo) -> discord.Webhook:
         target = DiscordTarget.from_reply_to(reply_to)
         return discord.Webhook.partial(int(target.application_id), target.interaction_token, client=self.client)

@@ -89,6 +89,10 @@ def failed_line(event: Event) -> str:
     return f"⚠️ {reason}"
 
 
+def failed_status(job_id: str) -> str:
+    return f"⚠️ This track could not be made (job {job_id}); the reason is in the thread."
+
+
 def too_large(limit_bytes: int) -> str:
     return (
         f"⚠️ This track doesn't fit this channel's {limit_bytes / 1024 / 1024:.0f} MiB upload limit even at "

@@ -169,7 +169,8 @@ class EventPump:
         elif event.type == "failed":
             if await self._claim(job_id, "failed"):
                 await self._guarded(job_id, "failed", self.output.post_text(event, replies.failed_line(event)))
-            await self._claim(job_id, "status-final")
+            if await self._claim(job_id, "status-final"):
+                await self._status(event, replies.failed_status(job_id), force=True)
 
     async def _post_take(self, event: Event, take: Take) -> None:
         what = f"take-{take.index}"

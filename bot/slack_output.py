@@ -11,11 +11,11 @@ not the message that shares it, so a 🔁 on a take is traced back through the f
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.status import StatusMessages
 from worker.queue import Event, ReplyTo, Take
 
 log = logging.getLogger("textunes.slack")
@@ -36,23 +36,14 @@ def with_requester(reply_to: ReplyTo, text: str) -> str:
     return f"<@{reply_to.user_id}> {text}" if reply_to.user_id else text
 
 
-class SlackOutput:
+class SlackOutput(StatusMessages):
     """Posts a job's status, texts and takes for the event pump (see ``bot.service.ChatOutput``)."""
 
     def __init__(self, client: AsyncWebClient) -> None:
+        super().__init__()
         self.client = client
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._updated: set[str] = set()  # status messages an event has already edited
 
     # ---- ChatOutput --------------------------------------------------------------------
-    async def update_status(self, event: Event, text: str) -> None:
-        reply_to = event.reply_to
-        if not reply_to.message_id:
-            return
-        async with self._lock(reply_to.message_id):
-            self._updated.add(reply_to.message_id)
-            await self._edit(reply_to, text)
-
     async def post_text(self, event: Event, text: str) -> str | None:
         reply_to = event.reply_to
         response = await self.client.chat_postMessage(
@@ -70,23 +61,7 @@ class SlackOutput:
         return file_key(str(files[0]["id"])) if files else None
 
     # ---- used by the app's handlers ----------------------------------------------------
-    async def initial_status(self, reply_to: ReplyTo, text: str) -> None:
-        """Show the queue position on the status message, unless an event got there first
-        (a fast worker can start or even finish a job before the handler gets back here)."""
-        if not reply_to.message_id:
-            return
-        async with self._lock(reply_to.message_id):
-            if reply_to.message_id in self._updated:
-                return
-            await self._edit(reply_to, text)
-
     # ---- plumbing ----------------------------------------------------------------------
-    def _lock(self, message_id: str) -> asyncio.Lock:
-        if len(self._locks) > 10_000:  # forget old jobs; a lock only matters for seconds
-            self._locks.clear()
-            self._updated.clear()
-        return self._locks.setdefault(message_id, asyncio.Lock())
-
     async def _edit(self, reply_to: ReplyTo, text: str) -> None:
         await self.client.chat_update(channel=reply_to.channel_id, ts=reply_to.message_id,
                                       text=with_requester(reply_to, text))

@@ -224,6 +224,7 @@ async def test_failed_job_says_so_in_the_thread_with_the_job_id(harness: Harness
         thread_id = (await fake.wait_for(fake.threads, what="a thread"))[0]
         warning = await fake.wait_for(
             lambda: [m for m in fake.in_channel(thread_id) if m.content.startswith("⚠️")], what="the failure")
+        await fake.wait_for(lambda: harness.status_text(interaction).startswith("⚠️"), what="the status to say so")
     job = bot.queue.job_for_message("discord", harness.status(interaction).id)
     assert job is not None and job.job_id in warning[0].content
     assert "Traceback" not in warning[0].content and not fake.with_files()

@@ -7,8 +7,9 @@ from pipeline.models import TuneRequest
 from worker.queue import Event, JobQueue, ReplyTo, Take
 
 
-def test_queue_module_imports_without_torch() -> None:
-    code = "import worker.queue, bot.service, sys; assert 'torch' not in sys.modules, 'torch imported'"
+def test_queue_and_bots_import_without_torch() -> None:
+    code = ("import worker.queue, bot.service, bot.discord_bot, bot.slack_app, pipeline.audio, sys; "
+            "heavy = {'torch', 'transformers'} & set(sys.modules); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

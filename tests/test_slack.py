@@ -275,6 +275,7 @@ async def test_a_failed_job_says_so_in_the_thread_with_its_job_id(harness: Harne
                                   what="the job")
         failure = (await fake.wait_for(lambda: fake.in_thread(fake.channel_id, parent.ts), what="the failure"))[0]
         await fake.wait_for(harness.events_settled, what="events acknowledged")
+    assert "⚠️ This track could not be made" in parent.text and job.job_id in parent.text  # no stale progress
     assert failure.text.startswith("⚠️") and job.job_id in failure.text
     assert not fake.with_files(fake.channel_id, parent.ts)
 

@@ -35,15 +35,20 @@ CAPTIONS = [
 ]
 
 
-def _engine(size: str) -> MusicGen:
+def _engine(size: str, device: str) -> MusicGen:
     import torch
+
+    from worker.musicgen import pick_device, pick_dtype
 
     started = time.perf_counter()
     model, processor = random_musicgen(size)  # type: ignore[arg-type]
     params = sum(p.numel() for p in model.parameters())
     print(f"model: random musicgen-{size} shape, {params / 1e6:.0f} M parameters, built in "
           f"{time.perf_counter() - started:.1f} s; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    return MusicGen(model, processor, "cpu", f"random-{size}")
+    device = pick_device(device)
+    model.to(device, dtype=pick_dtype(device))
+    print(f"device: {device}, {str(pick_dtype(device)).removeprefix('torch.')}")
+    return MusicGen(model, processor, device, f"random-{size}")
 
 
 def bare(engine: MusicGen, n: int, duration: float) -> tuple[float, float]:
@@ -125,10 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=["small", "tiny"], default="small", help="model shape (default: %(default)s)")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds of audio per request (default: %(default)s)")
     parser.add_argument("--requests", type=int, default=8, help="concurrent requests (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, auto… (default: %(default)s)")
     parser.add_argument("--redis-url", help="use this Redis (default: start a throwaway redis-server)")
     args = parser.parse_args(argv)
     # The queue validates durations of 5 s and up; the benchmark goes below on purpose.
-    engine = _engine(args.size)
+    engine = _engine(args.size, args.device)
     engine.generate([Row("warm up", 0, 0.5)])
     n, duration = args.requests, args.duration
 
