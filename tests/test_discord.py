@@ -21,6 +21,7 @@ from bot import replies
 from bot.discord_bot import TexTunesBot
 from tests import fake_worker
 from tests.fake_worker import FakeWorker
+from tests.logs import CollectedWarnings
 from tests.fakes.discord import FakeDiscord, FakeInteraction, Posted
 from worker.queue import FRONTEND_GROUP, JobQueue
 from worker.settings import Settings
@@ -32,17 +33,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class WarningsAreErrors(logging.Handler):
-    """discord.py logs exceptions raised in handlers instead of raising them: collect them."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 @dataclass
@@ -97,7 +87,7 @@ class Harness:
 
 @pytest.fixture
 async def harness(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
-    catcher = WarningsAreErrors()
+    catcher = CollectedWarnings()
     loggers = [logging.getLogger(name) for name in ("discord", "textunes")]
     for logger in loggers:
         logger.addHandler(catcher)

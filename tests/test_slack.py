@@ -28,22 +28,12 @@ from aiohttp import web
 from bot import replies
 from bot.slack_app import SlackTunes, _serve, configure_parser, mention_text, run, serve
 from tests.fake_worker import FakeWorker
+from tests.logs import CollectedWarnings
 from tests.fakes.slack import FakeSlack, Message
 from worker.queue import FRONTEND_GROUP, JobQueue
 from worker.settings import Settings
 
 ALICE, BOB = "U0ALICE", "U0BOB"
-
-
-class LoggedProblems(logging.Handler):
-    """Bolt logs exceptions raised in listeners instead of raising them: collect them."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 @dataclass
@@ -123,7 +113,7 @@ class Harness:
 
 @pytest.fixture
 async def harness(redis_url: str) -> AsyncIterator[Harness]:
-    catcher = LoggedProblems()
+    catcher = CollectedWarnings()
     loggers = [logging.getLogger(name) for name in ("slack_bolt", "slack_sdk", "textunes")]
     for logger in loggers:
         logger.addHandler(catcher)
