@@ -72,3 +72,21 @@ def test_settings_read_the_environment_and_never_show_secrets() -> None:
     assert "very-secret-token" not in repr(settings) and "shh" not in repr(settings)
     with pytest.raises(SystemExit, match="TEXTUNES_BATCH_SIZE='many' is not a valid int"):
         Settings.from_env({"TEXTUNES_BATCH_SIZE": "many"})
+
+
+@pytest.mark.slow
+def test_generate_in_text_mode_shows_the_analysis_and_uses_its_caption(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "story.mp3"
+    story = "The funeral was quiet. Rain fell on the black umbrellas and nobody spoke on the long walk home."
+    code = main(["generate", story, "--text", "--model", str(tiny_model_dir), "--device", "cpu",
+                 "--duration", "5", "-o", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "analysis: " in printed and "minor" in printed
+    assert abs(seconds(out) - 5) <= 0.1
+
+
+def test_generate_refuses_text_with_nothing_to_read(tiny_model_dir: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code = main(["generate", "🎵🎵 !!!", "--text", "--model", str(tiny_model_dir)])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -51,6 +51,19 @@ def _engine(size: str, device: str) -> MusicGen:
     return MusicGen(model, processor, device, f"random-{size}")
 
 
+def mixed_lengths(engine: MusicGen, short: float, long: float, n: int) -> tuple[float, float]:
+    """Half the rows short, half long: one padded call (trim after) vs one call per length."""
+    rows = [Row(CAPTIONS[i % len(CAPTIONS)], i, short if i < n // 2 else long) for i in range(n)]
+    started = time.perf_counter()
+    engine.generate(rows)
+    padded = time.perf_counter() - started
+    started = time.perf_counter()
+    engine.generate(rows[: n // 2])
+    engine.generate(rows[n // 2:])
+    grouped = time.perf_counter() - started
+    return padded, grouped
+
+
 def bare(engine: MusicGen, n: int, duration: float) -> tuple[float, float]:
     rows = [Row(CAPTIONS[i % len(CAPTIONS)], i, duration) for i in range(n)]
     started = time.perf_counter()
@@ -131,12 +144,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=2.0, help="seconds of audio per request (default: %(default)s)")
     parser.add_argument("--requests", type=int, default=8, help="concurrent requests (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto… (default: %(default)s)")
+    parser.add_argument("--mixed", action="store_true",
+                        help="instead: compare padding mixed lengths into one call with one call per length")
     parser.add_argument("--redis-url", help="use this Redis (default: start a throwaway redis-server)")
     args = parser.parse_args(argv)
     # The queue validates durations of 5 s and up; the benchmark goes below on purpose.
     engine = _engine(args.size, args.device)
     engine.generate([Row("warm up", 0, 0.5)])
     n, duration = args.requests, args.duration
+    if args.mixed:
+        short, long = duration / 2, duration * 1.5
+        padded, grouped = mixed_lengths(engine, short, long, n)
+        print(f"\n{n // 2} rows of {short:g} s + {n - n // 2} rows of {long:g} s:")
+        print(f"  one call, padded to {long:g} s and trimmed  {padded:8.2f} s   baseline")
+        print(f"  one call per length                 {grouped:8.2f} s   {padded / grouped:.2f}x the padded throughput")
+        return 0
 
     seq, bat = bare(engine, n, duration)
     print(f"\nbare generate, {n} requests of {duration:g} s:")

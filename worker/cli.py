@@ -43,6 +43,7 @@ def build_parser(settings: Settings, command: str | None = None) -> argparse.Arg
                                      "With --takes N the files are OUT-1.mp3 … OUT-N.mp3.")
     gen.add_argument("prompt", help="words, optionally with inline options (genre:jazz mood:calm bpm:80 20s)")
     gen.add_argument("-o", "--output", default="textunes.mp3", help="output MP3 path (default: %(default)s)")
+    gen.add_argument("--text", action="store_true", help="treat PROMPT as text to analyse (text mode; '-' reads stdin)")
     _add_model_options(gen, settings)
     _add_request_options(gen)
 
@@ -102,7 +103,7 @@ def _request(args: argparse.Namespace, settings: Settings):  # type: ignore[no-u
     from pipeline.validation import validate
 
     if getattr(args, "text", False):
-        request = TuneRequest(text=args.prompt)
+        request = TuneRequest(text=sys.stdin.read() if args.prompt == "-" else args.prompt)
     else:
         request = parse_inline(args.prompt)
     if args.duration is not None:
@@ -132,7 +133,14 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from worker.musicgen import MusicGen, Row
 
     request = _request(args, settings)
-    brief = brief_from_tags(request)
+    if request.mode == "text":
+        analyser = _load_analyser()
+        if analyser is None:
+            return 2
+        brief = analyser.analyse(request)
+        print(f"analysis: {brief.explanation}")
+    else:
+        brief = brief_from_tags(request)
     print(f"caption: {brief.caption}")
     engine = _load_engine(args)
     if engine is None:
@@ -258,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(settings, command)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.analysis import AnalysisError
     from pipeline.validation import InvalidRequest
 
     try:
@@ -275,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "analyze":
             return module.run(args)
         return module.run(args, settings)
-    except InvalidRequest as error:
+    except (InvalidRequest, AnalysisError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
