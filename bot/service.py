@@ -163,9 +163,11 @@ class EventPump:
         elif event.type == "done":
             for take in event.takes:
                 await self._post_take(event, take)
-            if await self._claim(job_id, "status-final"):
+            total = event.take_count or len(event.takes)
+            last = max((take.index for take in event.takes), default=total) >= total
+            if last and await self._claim(job_id, "status-final"):
                 await self._guarded(job_id, "status-final",
-                                    self.output.update_status(event, replies.done_line(event.caption, len(event.takes))))
+                                    self.output.update_status(event, replies.done_line(event.caption, total)))
         elif event.type == "failed":
             if await self._claim(job_id, "failed"):
                 await self._guarded(job_id, "failed", self.output.post_text(event, replies.failed_line(event)))

@@ -44,16 +44,19 @@ def test_position_and_depth_count_running_and_waiting_jobs(queue: JobQueue) -> N
     assert queue.depth() == 3
 
 
-def test_finish_publishes_done_once_and_acknowledges(queue: JobQueue) -> None:
-    job = _submit(queue)
+def test_finish_publishes_one_done_per_take_once_and_acknowledges(queue: JobQueue) -> None:
+    job = _submit(queue, takes=2)
     [delivery] = queue.claim("w1", 1, block_ms=100)
-    take = Take(1, job.seeds[0], 5.0, queue.store_audio(job.job_id, 1, b"mp3"), 128, 3)
-    done = Event(type="done", job_id=job.job_id, reply_to=job.reply_to, takes=[take])
-    assert queue.finish(delivery, done) is True
-    assert queue.finish(delivery, done) is False  # a second worker finishing it publishes nothing
+    done = [
+        Event(type="done", job_id=job.job_id, reply_to=job.reply_to, take_count=2,
+              takes=[Take(n, job.seeds[n - 1], 5.0, queue.store_audio(job.job_id, n, b"mp3-%d" % n), 128, 5)])
+        for n in (1, 2)
+    ]
+    assert queue.finish(delivery, *done) is True
+    assert queue.finish(delivery, *done) is False  # a second worker finishing it publishes nothing
     events = queue.read_events("cli", "f1", block_ms=10)
-    assert [e.type for e in events] == ["queued", "done"]
-    assert queue.load_audio(events[1].takes[0].audio_key) == b"mp3"
+    assert [e.type for e in events] == ["queued", "done", "done"]
+    assert [queue.load_audio(e.takes[0].audio_key) for e in events[1:]] == [b"mp3-1", b"mp3-2"]
     assert queue.depth() == 0
 
 

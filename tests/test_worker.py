@@ -86,15 +86,17 @@ def test_three_jobs_run_as_one_batch_and_each_take_arrives_at_its_length(queue: 
     log = EventLog(queue)
     worker, stop, thread = run_worker(queue, tiny_engine)
     try:
-        wait_for(lambda: len(log.of("done")) == 3, what="3 done events")
+        wait_for(lambda: len(log.of("done")) == 4, what="4 done events, one per take")
     finally:
         stop.set(); thread.join(30)
     assert len(worker.batches) == 1 and worker.batches[0].jobs == 3 and worker.batches[0].rows == 4
     for job, request in zip(jobs, requests):
-        [done] = log.of("done", job.job_id)
-        assert [t.index for t in done.takes] == list(range(1, request.takes + 1))
-        assert [t.seed for t in done.takes] == job.seeds
-        for take in done.takes:
+        done = log.of("done", job.job_id)
+        takes = [take for event in done for take in event.takes]
+        assert [e.take_count for e in done] == [request.takes] * request.takes
+        assert [t.index for t in takes] == list(range(1, request.takes + 1))
+        assert [t.seed for t in takes] == job.seeds
+        for take in takes:
             audio, rate = decode(queue.load_audio(take.audio_key))
             assert abs(len(audio) / rate - request.duration) <= 0.1
             assert np.abs(audio).max() <= 10 ** (-1 / 20) + 0.02  # the -1 dBFS ceiling, after MP3

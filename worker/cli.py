@@ -228,9 +228,10 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _wait(queue, stream: str, since: bytes | str, job_id: str, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
-    from worker.queue import Event
+    from worker.queue import Event, Take
 
     deadline = time.monotonic() + args.timeout
+    takes: dict[int, Take] = {}
     while time.monotonic() < deadline:
         read = queue.redis.xread({stream: since}, block=1000, count=100)
         for _, entries in read or []:
@@ -247,7 +248,11 @@ def _wait(queue, stream: str, since: bytes | str, job_id: str, args: argparse.Na
                     print(f"failed: {event.error}", file=sys.stderr)
                     return 1
                 elif event.type == "done":
-                    for path, take in zip(take_paths(args.output, len(event.takes)), event.takes):
+                    takes.update((take.index, take) for take in event.takes)
+                    if len(takes) < event.take_count:
+                        continue
+                    paths = take_paths(args.output, len(takes))
+                    for path, take in zip(paths, (takes[i] for i in sorted(takes))):
                         data = queue.load_audio(take.audio_key)
                         if data is None:
                             print(f"take {take.index} expired before it was fetched", file=sys.stderr)

@@ -222,9 +222,10 @@ class Worker:
                 self._retry(delivery, f"audio post-processing failed: {type(error).__name__}")
                 failed.append(job.job_id)
                 continue
-            first = self.queue.finish(delivery, Event(
-                type="done", job_id=job.job_id, reply_to=job.reply_to, caption=brief.caption, takes=takes,
-                brief=brief.to_dict() if job.request.mode == "text" else None,
+            first = self.queue.finish(delivery, *(
+                Event(type="done", job_id=job.job_id, reply_to=job.reply_to, caption=brief.caption, takes=[take],
+                      take_count=len(takes), brief=brief.to_dict() if job.request.mode == "text" else None)
+                for take in takes
             ))
             log.info(
                 "job %s platform=%s duration=%.1fs takes=%d batch=%d rows model=%.2fs waited=%.2fs%s",

@@ -90,6 +90,7 @@ class Event:
     brief: dict[str, Any] | None = None
     takes: list[Take] = field(default_factory=list)
     error: str = ""
+    take_count: int = 0  # done: how many takes the job has; each take gets its own done event
     event_id: str = ""  # the stream entry id, set when read
 
     def to_json(self) -> str:
@@ -114,13 +115,15 @@ class Delivery:
     deliveries: int = 1
 
 
-# Publish the final event and acknowledge in one step, only if nobody finished the job before.
+# Publish a job's final events and acknowledge it in one step, only if nobody finished it before.
 _FINISH_ONCE = """
 local first = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
 if first then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[4])
+  for i = 6, #ARGV do
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[i])
+  end
 end
-redis.call('XACK', KEYS[3], ARGV[5], ARGV[6])
+redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
 if first then return 1 else return 0 end
 """
 
@@ -356,14 +359,17 @@ class JobQueue:
             pipe.execute()
         return key
 
-    def finish(self, delivery: Delivery, event: Event) -> bool:
-        """Publish the job's final event (``done`` or ``failed``) and acknowledge it, once.
+    def finish(self, delivery: Delivery, *events: Event) -> bool:
+        """Publish the job's final events (one ``done`` per take, or one ``failed``) and
+        acknowledge the job, atomically and once.
 
         Returns False when another worker had already finished this job (nothing published).
         """
+        platform = delivery.job.reply_to.platform
         return bool(self._finish_once(
-            keys=[f"{self.prefix}:done:{delivery.job.job_id}", self.events_stream(event.reply_to.platform), self.jobs_stream],
-            args=[event.type, self.audio_ttl_s, self.stream_maxlen * 10, event.to_json(), WORKER_GROUP, delivery.entry_id],
+            keys=[f"{self.prefix}:done:{delivery.job.job_id}", self.events_stream(platform), self.jobs_stream],
+            args=[events[0].type, self.audio_ttl_s, self.stream_maxlen * 10, WORKER_GROUP, delivery.entry_id,
+                  *(event.to_json() for event in events)],
         ))
 
     def retry_or_fail(self, delivery: Delivery, reason: str) -> bool:

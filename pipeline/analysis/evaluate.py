@@ -13,7 +13,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_DATA = [Path("tests/data/texts.jsonl"), Path("tests/data/heldout.jsonl"), Path("tests/data/fresh.jsonl")]
+DEFAULT_DATA = [
+    Path("tests/data/texts.jsonl"),
+    Path("tests/data/heldout.jsonl"),
+    Path("tests/data/fresh.jsonl"),
+    Path("tests/data/unseen_en.jsonl"),
+    Path("tests/data/unseen_ko.jsonl"),
+]
 
 
 @dataclass
