@@ -219,3 +219,31 @@ def test_analysis_leaves_torch_thread_setting_as_it_found_it(analyser: Analyser)
     before = torch.get_num_threads()
     analyser.analyse_text("A calm morning by the sea.")
     assert torch.get_num_threads() == before  # MusicGen in the same process keeps its threads
+
+
+@pytest.mark.parametrize("negated, plain", [
+    ("행복하지 못했다", "행복했다"),          # -지 못하다 (kiwipiepy: 지/EC 못/MAG 하/VV)
+    ("두려워하지 않았다", "두려워했다"),      # -어하다 verb, negation four morphemes on
+    ("슬퍼하지 마", "슬퍼했다"),             # -지 말다
+])
+def test_korean_negated_predicates_flip_valence(negated: str, plain: str) -> None:
+    from pipeline.analysis.lexicon import score_korean
+
+    neg, pos = score_korean(negated), score_korean(plain)
+    assert neg.hits == pos.hits == 1
+    assert neg.valence * pos.valence < 0
+
+
+def test_korean_derived_adjectives_and_softeners() -> None:
+    from pipeline.analysis.lexicon import score_korean
+
+    assert score_korean("자랑스러웠다").valence > 0.5       # 자랑/NNG + 스럽/XSA
+    assert score_korean("두근두근했다").arousal > 0.5       # 두근두근/MAG + 하/XSV
+    softened, plain = score_korean("조금 슬펐다"), score_korean("슬펐다")
+    assert softened.hits == plain.hits == 1 and softened.weight < plain.weight
+    assert score_korean("숨을 참았다").hits == 2          # 참/VV is a verb here, not the intensifier 참
+
+
+def test_korean_text_with_no_known_word_is_not_read_as_happy(analyser: Analyser) -> None:
+    brief = analyser.analyse_text("하나하나가 이름이고 하나하나가 숫자이다")
+    assert abs(brief.valence) < 0.2

@@ -156,15 +156,19 @@ class Analyser:
 
         chosen = self._pick_sentences(scores)
         vectors = self.embedder.encode([embed_texts[i] or sentences[i] for i in chosen])
-        weights = np.array([1.0 + min(scores[i].hits, 4) for i in chosen])
+        # A Korean sentence with no known word would be embedded as raw Hangul, which the
+        # English-only model reads as vaguely positive noise: it gets (almost) no weight.
+        blind = np.array([is_korean[i] and not embed_texts[i] for i in chosen])
+        weights = np.array([1.0 + min(scores[i].hits, 4) for i in chosen]) * np.where(blind, 1e-3, 1.0)
         doc = (vectors * weights[:, None]).sum(0)
         doc /= np.linalg.norm(doc) + 1e-9
+        embedding_share = 0.0 if blind.all() else 1.0
 
         # Lexicon and embedding readings, each scaled by its typical spread, count equally;
         # the lexicon's share shrinks when few of its words occur in the text.
         lex_share = total.hits / (total.hits + 2.0)
-        z_valence = lex_share * total.valence / 0.3 + float(doc @ self._valence_axis) / 0.08
-        z_arousal = lex_share * total.arousal / 0.35 + float(doc @ self._arousal_axis) / 0.09
+        z_valence = lex_share * total.valence / 0.3 + embedding_share * float(doc @ self._valence_axis) / 0.08
+        z_arousal = lex_share * total.arousal / 0.35 + embedding_share * float(doc @ self._arousal_axis) / 0.09
         z_arousal += 3.0 * self._punctuation_energy(cleaned.text, len(sentences))
         valence, arousal = np.tanh(0.5 * z_valence), np.tanh(0.5 * z_arousal)
         centre = vectors @ doc

@@ -18,7 +18,13 @@ _NEGATORS_EN = {"not", "no", "never", "nothing", "nobody", "without", "hardly", 
 _INTENSIFIERS_EN = {"very": 1.3, "so": 1.2, "really": 1.25, "extremely": 1.5, "too": 1.1,
                     "incredibly": 1.5, "totally": 1.3, "absolutely": 1.4, "deeply": 1.3, "utterly": 1.4}
 _INTENSIFIERS_KO = {"정말": 1.3, "너무": 1.3, "진짜": 1.3, "아주": 1.3, "매우": 1.3, "무척": 1.3,
-                    "몹시": 1.4, "완전": 1.3, "엄청": 1.4, "가장": 1.2}
+                    "몹시": 1.4, "완전": 1.3, "엄청": 1.4, "가장": 1.2, "정말로": 1.3, "너무나": 1.4,
+                    "굉장히": 1.4, "대단히": 1.4, "되게": 1.3, "무지": 1.3, "참": 1.2, "꽤": 1.15,
+                    "더욱": 1.2, "한없이": 1.3, "제일": 1.2,
+                    # softeners: "조금 슬펐다" is less sad than "슬펐다"
+                    "조금": 0.7, "좀": 0.7, "약간": 0.7, "살짝": 0.7, "다소": 0.7}
+# Derivational suffixes after a root: 자랑+스럽 -> 자랑스럽다, 평화+롭 -> 평화롭다, 두근두근+하 -> 두근두근하다.
+_DERIVING_TAGS = ("XSA", "XSV")
 _SUFFIXES = ("s", "es", "ed", "d", "ing", "ly", "ness", "er", "est", "ful")
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 
@@ -157,12 +163,9 @@ def _score_tokens(tokens) -> Score:  # type: ignore[no-untyped-def]
         if tag == "SL":
             score.glosses.append(token.form)
             continue
-        if tag not in _CONTENT_TAGS:
-            continue
-        lemma = _lemma(token.form, token.tag)
-        entry = lexicon.get(lemma)
-        if entry is None and tag in ("NNG", "XR"):
-            entry = lexicon.get(lemma + "하다")
+        if tag not in _CONTENT_TAGS or tag == "MAG" and token.form in _INTENSIFIERS_KO:
+            continue  # intensifiers weigh the next word; they are not evidence themselves
+        entry = _lookup(tokens, i, lexicon)
         if entry is None:
             continue
         affect, gloss = entry
@@ -170,15 +173,52 @@ def _score_tokens(tokens) -> Score:  # type: ignore[no-untyped-def]
             score.glosses.append(gloss)
         if affect is None:
             continue
-        after = [(t.form, t.tag) for t in tokens[i + 1: i + 4]]
+        after = [(t.form, t.tag) for t in tokens[i + 1: i + 6]]
         before = [(t.form, t.tag) for t in tokens[max(0, i - 2): i]]
         negated = (
-            any(f in ("않", "못") and t.startswith("VX") for f, t in after)
+            _negated_after(after)
             or any(f in ("안", "못") and t == "MAG" for f, t in before)
             or (tag in ("NNG", "XR") and any(f == "없" and t.startswith("VA") or f == "없이" for f, t in after[:2]))
         )
         weight = 1.0
-        if before and before[-1][0] in _INTENSIFIERS_KO:
+        if before and before[-1][1] == "MAG" and before[-1][0] in _INTENSIFIERS_KO:
             weight *= _INTENSIFIERS_KO[before[-1][0]]
         score.add(affect, weight, negated)
     return score
+
+
+def _lookup(tokens, i: int, lexicon: dict[str, tuple[Affect | None, str]]) -> tuple[Affect | None, str] | None:  # type: ignore[no-untyped-def]
+    """The lexicon entry for token ``i``: its lemma, or a root plus the suffix that follows it."""
+    token = tokens[i]
+    tag = token.tag.split("-")[0]
+    lemma = _lemma(token.form, token.tag)
+    entry = lexicon.get(lemma)
+    if entry is not None or tag not in ("NNG", "XR", "MAG"):
+        return entry
+    nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+    if nxt is not None and nxt.tag.split("-")[0] in _DERIVING_TAGS:
+        entry = lexicon.get(token.form + nxt.form + "다")  # 자랑스럽다, 평화롭다, 설레하다
+        if entry is not None:
+            return entry
+    return lexicon.get(token.form + "하다")
+
+
+_NEGATING_AUX = ("않", "못", "못하", "말")  # -지 않다, -지 못하다, -지 말다 (auxiliary verbs)
+_CLAUSE_END = ("NNG", "NNP", "NP", "VV", "VA", "MAG", "SF", "SP", "EF")
+
+
+def _negated_after(after: list[tuple[str, str]]) -> bool:
+    """Whether the endings after a predicate negate it: 행복하지 않다, 슬퍼하지 마, 두려워하지 못했다.
+
+    Scans the endings and auxiliaries that follow (지, 어, 하/VX, …) and stops at the next content
+    word, so a negation further on in the sentence does not reach back.
+    """
+    for j, (form, tag) in enumerate(after):
+        base = tag.split("-")[0]
+        if base == "VX" and form in _NEGATING_AUX:
+            return True
+        if form == "지" and base == "EC" and j + 1 < len(after) and after[j + 1][0] in ("못", "못하"):
+            return True  # kiwipiepy splits -지 못하다 into 지/EC 못/MAG 하/VV
+        if base in _CLAUSE_END:
+            return False
+    return False
