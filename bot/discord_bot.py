@@ -246,19 +246,10 @@ class TexTunesBot(discord.Client):
 
     # ---- shared steps ------------------------------------------------------------------
     async def _submit(self, request: TuneRequest, reply_to: ReplyTo, *, where: str) -> None:
-        try:
-            submission = await self.service.submit(PLATFORM, reply_to.user_id, request, reply_to)
-        except (InvalidRequest, Refused) as error:  # lost a race with the user's other request
-            await self.output.initial_status(reply_to, f"⚠️ {error}")
-            return
-        await self._queued(submission, reply_to, where=where)
+        await self.service.submit_and_show(self.output, request, reply_to, status_key=reply_to.message_id, where=where)
 
     async def _queued(self, submission: Submission, reply_to: ReplyTo, *, where: str) -> None:
-        job = submission.job
-        log.info("job %s: %s by user %s, %s mode, %d take(s): %s", job.job_id, where, reply_to.user_id,
-                 job.request.mode, job.request.takes, submission.caption)
-        await self.service.link(PLATFORM, reply_to.message_id, job.job_id)
-        await self.output.initial_status(reply_to, submission.status_text)
+        await self.service.show_queued(self.output, submission, status_key=reply_to.message_id, where=where)
 
     async def _open_thread(self, status: discord.Message, channel: Any, title: str) -> str:
         """A thread on the status message in guild text channels; "" where there can't be one."""

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from bot import replies
 from bot.ratelimit import RateLimiter
+from bot.status import StatusMessages
 from pipeline.brief import brief_from_tags
 from pipeline.models import TuneRequest
 from pipeline.validation import InvalidRequest, validate
@@ -90,6 +91,28 @@ class TuneService:
 
     async def link(self, platform: str, message_id: str, job_id: str) -> None:
         await asyncio.to_thread(self.queue.link_message, platform, message_id, job_id)
+
+    async def submit_and_show(self, output: StatusMessages, request: TuneRequest, reply_to: ReplyTo,
+                              *, status_key: str, where: str) -> None:
+        """Submit for a platform whose status message already exists; show the queue
+        position on it, or the reason when a race with the user's other request lost."""
+        try:
+            submission = await self.submit(reply_to.platform, reply_to.user_id, request, reply_to)
+        except (InvalidRequest, Refused) as error:
+            await output.initial_status(reply_to, f"⚠️ {error}")
+            return
+        await self.show_queued(output, submission, status_key=status_key, where=where)
+
+    async def show_queued(self, output: StatusMessages, submission: Submission, *, status_key: str, where: str) -> None:
+        """Log the job, link its status message (for 🔁) and show its place in line."""
+        job = submission.job
+        log.info("job %s: %s on %s by user %s, %s mode, %d take(s): %s", job.job_id, where, job.reply_to.platform,
+                 job.reply_to.user_id, job.request.mode, job.request.takes, submission.caption)
+        await self.link(job.reply_to.platform, status_key, job.job_id)
+        try:
+            await output.initial_status(job.reply_to, submission.status_text)
+        except Exception:  # the job is queued; its progress edits will follow
+            log.info("job %s: could not show the queue position", job.job_id, exc_info=True)
 
 
 def preview_caption(request: TuneRequest) -> str:

@@ -245,22 +245,12 @@ class SlackTunes:
 
     # ---- shared steps ------------------------------------------------------------------
     async def _submit(self, request: TuneRequest, reply_to: ReplyTo, *, where: str) -> None:
-        try:
-            submission = await self.service.submit(PLATFORM, reply_to.user_id, request, reply_to)
-        except (InvalidRequest, Refused) as error:  # lost a race with the user's other request
-            await self.output.initial_status(reply_to, f"⚠️ {error}")
-            return
-        await self._queued(submission, reply_to, where=where)
+        status_key = message_key(reply_to.channel_id, reply_to.message_id)
+        await self.service.submit_and_show(self.output, request, reply_to, status_key=status_key, where=where)
 
     async def _queued(self, submission: Submission, reply_to: ReplyTo, *, where: str) -> None:
-        job = submission.job
-        log.info("job %s: %s by user %s, %s mode, %d take(s): %s", job.job_id, where, reply_to.user_id,
-                 job.request.mode, job.request.takes, submission.caption)
-        await self.service.link(PLATFORM, message_key(reply_to.channel_id, reply_to.message_id), job.job_id)
-        try:
-            await self.output.initial_status(reply_to, submission.status_text)
-        except SlackApiError as error:  # the job is queued; its progress edits will follow
-            log.info("job %s: could not show the queue position (%s)", job.job_id, _error(error))
+        status_key = message_key(reply_to.channel_id, reply_to.message_id)
+        await self.service.show_queued(self.output, submission, status_key=status_key, where=where)
 
     async def _ephemeral(self, channel_id: str, user_id: str, text: str, thread_ts: str | None) -> None:
         try:

@@ -228,7 +228,7 @@ async def test_result_without_thread_uses_interaction_token_then_bot_token(
     await harness.start_bot()
     hold = threading.Event()
     hold.set()
-    with FakeWorker(harness.redis_url, hold=hold) as worker:
+    with FakeWorker(harness.redis_url, hold=hold):
         interaction = await fake.slash("tune", {"genre": "Ambient"}, channel_id=fake.no_threads_channel_id)
         await fake.wait_for(lambda: " — " in harness.status_text(interaction), what="the queued status")
         harness.clock.now += minutes_later * 60

@@ -130,7 +130,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
     from pipeline.audio import encode_mp3, finish
     from pipeline.brief import brief_from_tags
-    from worker.musicgen import MusicGen, Row
+    from worker.musicgen import Row
 
     request = _request(args, settings)
     if request.mode == "text":

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import redis
 
