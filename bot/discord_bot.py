@@ -74,8 +74,6 @@ class TexTunesBot(discord.Client):
                               progress_interval_s=settings.progress_interval_s, block_ms=pump_block_ms)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(make_tune_command(self.handle_tune, settings.max_duration))
-        self._stop_pump = asyncio.Event()
-        self._pump_task: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def setup_hook(self) -> None:
@@ -88,17 +86,10 @@ class TexTunesBot(discord.Client):
             else:
                 synced = await self.tree.sync()
                 log.info("synced %d global command(s) (Discord can take up to an hour to show them)", len(synced))
-        self._stop_pump.clear()
-        self._pump_task = asyncio.create_task(self.pump.run(self._stop_pump), name="textunes-discord-events")
+        self.pump.start()
 
     async def close(self) -> None:
-        self._stop_pump.set()
-        if self._pump_task is not None:
-            try:
-                await asyncio.wait_for(self._pump_task, timeout=10)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                log.warning("event pump did not stop in time")
-            self._pump_task = None
+        await self.pump.stop()
         await super().close()
 
     async def on_ready(self) -> None:

@@ -148,6 +148,24 @@ class EventPump:
         self.block_ms = block_ms
         self._last_status: dict[str, float] = {}
         self._failures: dict[str, int] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Run the pump in a background task until ``stop``."""
+        self._stop.clear()
+        self._task = asyncio.create_task(self.run(self._stop), name=f"textunes-{self.platform}-events")
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish the event in hand and stop reading."""
+        self._stop.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(self._task, timeout=timeout_s)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            log.warning("%s event pump did not stop in time", self.platform)
+        self._task = None
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

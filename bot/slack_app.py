@@ -81,22 +81,13 @@ class SlackTunes:
         self.app.command("/tune")(self.handle_tune)
         self.app.event("app_mention")(self.handle_mention)
         self.app.event("reaction_added")(self.handle_reaction)
-        self._stop_pump = asyncio.Event()
-        self._pump_task: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        self._stop_pump.clear()
-        self._pump_task = asyncio.create_task(self.pump.run(self._stop_pump), name="textunes-slack-events")
+        self.pump.start()
 
     async def stop(self) -> None:
-        self._stop_pump.set()
-        if self._pump_task is not None:
-            try:
-                await asyncio.wait_for(self._pump_task, timeout=10)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                log.warning("event pump did not stop in time")
-            self._pump_task = None
+        await self.pump.stop()
 
     def web_app(self) -> web.Application:
         """The HTTP-mode endpoint: Slack's requests go to ``/slack/events``."""

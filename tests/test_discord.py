@@ -14,16 +14,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-import redis
 import soundfile as sf
 
 from bot import replies
 from bot.discord_bot import TexTunesBot
 from tests import fake_worker
 from tests.fake_worker import FakeWorker
+from tests.events import events_settled
 from tests.logs import CollectedWarnings
 from tests.fakes.discord import FakeDiscord, FakeInteraction, Posted
-from worker.queue import FRONTEND_GROUP, JobQueue
+from worker.queue import JobQueue
 from worker.settings import Settings
 
 
@@ -73,16 +73,7 @@ class Harness:
         return message.content if message else ""
 
     def events_settled(self) -> bool:
-        """Every Discord event the worker published has been read and acknowledged."""
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            groups = client.xinfo_groups("textunes:events:discord")
-        except redis.ResponseError:
-            return False
-        finally:
-            client.close()
-        group = next((g for g in groups if g["name"] == FRONTEND_GROUP.encode()), None)
-        return bool(group) and group["pending"] == 0 and (group.get("lag") or 0) == 0
+        return events_settled(self.redis_url, "discord")
 
 
 @pytest.fixture

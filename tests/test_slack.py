@@ -21,16 +21,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-import redis
 import soundfile as sf
 from aiohttp import web
 
 from bot import replies
 from bot.slack_app import SlackTunes, _serve, configure_parser, mention_text, run, serve
 from tests.fake_worker import FakeWorker
+from tests.events import events_settled
 from tests.logs import CollectedWarnings
 from tests.fakes.slack import FakeSlack, Message
-from worker.queue import FRONTEND_GROUP, JobQueue
+from worker.queue import JobQueue
 from worker.settings import Settings
 
 ALICE, BOB = "U0ALICE", "U0BOB"
@@ -95,16 +95,7 @@ class Harness:
         return codes
 
     def events_settled(self) -> bool:
-        """Every Slack event the worker published has been read and acknowledged."""
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            groups = client.xinfo_groups("textunes:events:slack")
-        except redis.ResponseError:
-            return False
-        finally:
-            client.close()
-        group = next((g for g in groups if g["name"] == FRONTEND_GROUP.encode()), None)
-        return bool(group) and group["pending"] == 0 and (group.get("lag") or 0) == 0
+        return events_settled(self.redis_url, "slack")
 
     def parents(self) -> list[Message]:
         """The bot's top-level (status) messages in the channel."""
