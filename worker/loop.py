@@ -13,10 +13,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pipeline.analysis import AnalysisError
 from pipeline.audio import Finishing, encode_mp3, finish
 from pipeline.brief import brief_from_tags
 from pipeline.models import Brief, TuneRequest
@@ -64,7 +64,7 @@ class BatchReport:
 
 class Worker:
     def __init__(self, queue: JobQueue, engine: MusicGen, options: WorkerOptions = WorkerOptions(),
-                 analyser: Analyser | Callable[[], Analyser] | None = None) -> None:
+                 analyser: Analyser | None = None) -> None:
         self.queue = queue
         self.engine = engine
         self.options = options
@@ -74,13 +74,12 @@ class Worker:
 
     @property
     def analyser(self) -> Analyser:
+        """The analyser given, or the embedded one, loaded on the first text job."""
         if self._analyser is None:
             from pipeline.analysis import Analyser as Embedded, AnalysisConfig
 
             self._analyser = Embedded.load(AnalysisConfig.from_env())
-        elif callable(self._analyser) and not hasattr(self._analyser, "analyse"):
-            self._analyser = self._analyser()
-        return self._analyser  # type: ignore[return-value]
+        return self._analyser
 
     def run(self, stop: threading.Event) -> None:
         """Claim and run batches until ``stop`` is set; the batch in hand is always finished."""
@@ -168,10 +167,6 @@ class Worker:
     def _brief(self, request: TuneRequest) -> Brief:
         if request.mode != "text":
             return brief_from_tags(request)
-        try:
-            from pipeline.analysis import AnalysisError
-        except ImportError:  # analysis extras not installed
-            AnalysisError = ValueError  # type: ignore[misc,assignment]
         try:
             return self.analyser.analyse(request)
         except AnalysisError as error:
