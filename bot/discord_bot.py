@@ -289,9 +289,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if guild_id and not str(guild_id).isdigit():
         print(f"textunes discord: the guild id must be a number (got {guild_id!r}).", file=sys.stderr)
         return 2
-    queue = JobQueue.from_url(settings.redis_url, prefix=settings.prefix, audio_ttl_s=settings.audio_ttl_s,
-                              visibility_timeout_s=settings.visibility_timeout_s,
-                              max_deliveries=settings.max_deliveries)
+    queue = JobQueue.from_settings(settings)
     try:
         return asyncio.run(_serve(settings, queue, str(guild_id or ""), not getattr(args, "no_sync", False)))
     finally:

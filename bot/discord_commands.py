@@ -12,7 +12,7 @@ from typing import Optional
 import discord
 from discord import app_commands
 
-from bot.options import split_list
+from pipeline.inline import split_list
 from pipeline.catalog import Kind, catalog
 from pipeline.models import TuneRequest
 from pipeline.validation import Limits, parse_tempo

@@ -202,10 +202,10 @@ class EventPump:
             if not await asyncio.to_thread(self.queue.was_posted, job_id, "status-final"):
                 await self._status(event, replies.progress_line(event.caption, event.progress))
         elif event.type == "done":
-            for take in event.takes:
-                await self._post_take(event, take)
-            total = event.take_count or len(event.takes)
-            last = max((take.index for take in event.takes), default=total) >= total
+            if event.take is not None:
+                await self._post_take(event, event.take)
+            total = event.take_count or 1
+            last = event.take is None or event.take.index >= total
             if last and await self._claim(job_id, "status-final"):
                 await self._guarded(job_id, "status-final",
                                     self.output.update_status(event, replies.done_line(event.caption, total)))

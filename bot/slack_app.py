@@ -27,7 +27,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import replies
-from bot.options import parse_inline
+from pipeline.inline import parse_inline
 from bot.service import EventPump, Refused, Submission, TuneService, preview_caption
 from bot.slack_output import REGENERATE_REACTION, SlackOutput, file_key, message_key
 from pipeline.models import TuneRequest
@@ -282,9 +282,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"textunes slack: {problem}", file=sys.stderr)
         return 2
     port = getattr(args, "port", None) or settings.slack_port
-    queue = JobQueue.from_url(settings.redis_url, prefix=settings.prefix, audio_ttl_s=settings.audio_ttl_s,
-                              visibility_timeout_s=settings.visibility_timeout_s,
-                              max_deliveries=settings.max_deliveries)
+    queue = JobQueue.from_settings(settings)
     try:
         return asyncio.run(_serve(settings, queue, mode, getattr(args, "host", "0.0.0.0"), port))
     finally:

@@ -1,6 +1,6 @@
-"""Audio finishing: loudness to a target, a peak ceiling without clipping, fades.
+"""Audio mastering: loudness to a target, a peak ceiling without clipping, fades.
 
-Every generated take goes through :func:`finish` before :func:`encode_mp3`, so tracks
+Every generated take goes through :func:`master` before :func:`encode_mp3`, so tracks
 from different prompts play back at the same loudness (MusicGen outputs of one batch
 differ by 15 dB) and none clips in a player or after MP3 decoding.
 
@@ -33,11 +33,11 @@ from pipeline.audio_mp3 import EncodedAudio, TooLargeForLimit, encode_mp3, fit_m
 
 __all__ = [
     "EncodedAudio",
-    "Finishing",
+    "Mastering",
     "TooLargeForLimit",
     "UnreadableAudio",
     "encode_mp3",
-    "finish",
+    "master",
     "fit_mp3",
     "loudness_lufs",
     "read_audio",
@@ -51,8 +51,8 @@ MAX_ROUNDS = 8
 
 
 @dataclass(frozen=True)
-class Finishing:
-    """How a take is finished. Defaults follow streaming-platform loudness (-14 LUFS)."""
+class Mastering:
+    """How a take is mastered. Defaults follow streaming-platform loudness (-14 LUFS)."""
 
     target_lufs: float = -14.0
     ceiling_dbfs: float = -1.0
@@ -71,32 +71,32 @@ def loudness_lufs(samples: np.ndarray, sample_rate: int) -> float:
     return _loudness(frames, check_rate(sample_rate))
 
 
-def finish(samples: np.ndarray, sample_rate: int, finishing: Finishing = Finishing()) -> np.ndarray:
+def master(samples: np.ndarray, sample_rate: int, mastering: Mastering = Mastering()) -> np.ndarray:
     """Loudness-normalise, peak-limit and fade a take; returns float32 in the input's shape.
 
     Silence (or anything under the -70 LUFS gate) is not amplified, only faded. Raises
     ``ValueError`` for NaN/inf samples or a shape other than ``(n,)``/``(n, channels)``.
     """
     rate = check_rate(sample_rate)
-    _check_finishing(finishing)
+    _check_mastering(mastering)
     frames = as_frames(samples)
     shape = np.shape(samples)
     if frames.shape[0] == 0:
         return np.zeros(shape, dtype=np.float32)
 
-    ceiling = 10.0 ** (finishing.ceiling_dbfs / 20.0)
-    fades = _fade_curve(frames.shape[0], rate, finishing.fade_in_s, finishing.fade_out_s)
+    ceiling = 10.0 ** (mastering.ceiling_dbfs / 20.0)
+    fades = _fade_curve(frames.shape[0], rate, mastering.fade_in_s, mastering.fade_out_s)
     start = _loudness(frames, rate)
     if not math.isfinite(start):
         # Silence or inaudible noise: nothing to normalise, only keep it under the ceiling.
         out = limit_peaks(frames, rate, ceiling) * fades[:, np.newaxis]
         return _to_output(out, ceiling, shape)
 
-    gain_db = min(finishing.target_lufs - start, MAX_GAIN_DB)
+    gain_db = min(mastering.target_lufs - start, MAX_GAIN_DB)
     best: tuple[float, np.ndarray] | None = None
     for _ in range(MAX_ROUNDS):
         out = limit_peaks(frames * 10.0 ** (gain_db / 20.0), rate, ceiling) * fades[:, np.newaxis]
-        error = finishing.target_lufs - _loudness(out, rate)
+        error = mastering.target_lufs - _loudness(out, rate)
         if not math.isfinite(error):
             break  # the fades ate a tiny clip entirely: nothing left to measure
         if best is None or abs(error) < abs(best[0]):
@@ -107,12 +107,12 @@ def finish(samples: np.ndarray, sample_rate: int, finishing: Finishing = Finishi
     return _to_output(best[1] if best is not None else out, ceiling, shape)
 
 
-def _check_finishing(finishing: Finishing) -> None:
-    if not finishing.ceiling_dbfs <= 0.0:
-        raise ValueError(f"The ceiling must be at or below 0 dBFS, got {finishing.ceiling_dbfs}.")
-    if finishing.fade_in_s < 0 or finishing.fade_out_s < 0:
+def _check_mastering(mastering: Mastering) -> None:
+    if not mastering.ceiling_dbfs <= 0.0:
+        raise ValueError(f"The ceiling must be at or below 0 dBFS, got {mastering.ceiling_dbfs}.")
+    if mastering.fade_in_s < 0 or mastering.fade_out_s < 0:
         raise ValueError("Fade lengths can't be negative.")
-    if not math.isfinite(finishing.target_lufs):
+    if not math.isfinite(mastering.target_lufs):
         raise ValueError("The loudness target must be a number of LUFS.")
 
 

@@ -76,8 +76,8 @@ class FakeWorker:
             key = self.queue.store_audio(job.job_id, index, data)
             takes.append(Take(index=index, seed=seed, duration=request.duration, audio_key=key,
                               bitrate_kbps=64, size_bytes=len(data)))
-        self.queue.finish(delivery, *(
-            Event(type="done", job_id=job.job_id, reply_to=job.reply_to, caption=brief.caption, takes=[take],
+        self.queue.complete(delivery, *(
+            Event(type="done", job_id=job.job_id, reply_to=job.reply_to, caption=brief.caption, take=take,
                   take_count=len(takes), brief=brief.to_dict() if request.mode == "text" else None)
             for take in takes
         ))

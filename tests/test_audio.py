@@ -1,4 +1,4 @@
-"""Audio finishing and MP3 encoding, on the real MusicGen takes in shared/seed/audio.
+"""Audio mastering and MP3 encoding, on the real MusicGen takes in shared/seed/audio.
 
 The four seed takes differ by ~15 dB in loudness and one peaks above full scale; after
 finishing they must all sit at -14 LUFS under a -1 dBFS ceiling, without clipping.
@@ -18,11 +18,11 @@ import soundfile as sf
 
 from pipeline.audio import (
     EncodedAudio,
-    Finishing,
+    Mastering,
     TooLargeForLimit,
     UnreadableAudio,
     encode_mp3,
-    finish,
+    master,
     fit_mp3,
     loudness_lufs,
     read_audio,
@@ -45,7 +45,7 @@ needs_seed = pytest.mark.skipif(
 )
 seed_params = pytest.mark.parametrize("path", SEED_FILES, ids=lambda p: p.stem[:32])
 
-DEFAULTS = Finishing()
+DEFAULTS = Mastering()
 CEILING = 10.0 ** (DEFAULTS.ceiling_dbfs / 20.0)
 RATE = 32000
 
@@ -58,7 +58,7 @@ def _seed(path: Path) -> tuple[np.ndarray, int]:
 @cache
 def _finished(path: Path) -> np.ndarray:
     samples, rate = _seed(path)
-    return finish(samples, rate)
+    return master(samples, rate)
 
 
 @cache
@@ -81,13 +81,13 @@ def _longest_run(mask: np.ndarray) -> int:
     return int((edges[1::2] - edges[::2]).max()) if edges.size else 0
 
 
-# --- finishing the real takes -------------------------------------------------------------
+# --- mastering the real takes -------------------------------------------------------------
 
 
 @needs_seed
 def test_seed_takes_really_differ_in_level() -> None:
     levels = [loudness_lufs(*_seed(path)) for path in SEED_FILES]
-    assert max(levels) - min(levels) > 10  # the finishing below has real work to do
+    assert max(levels) - min(levels) > 10  # the mastering below has real work to do
     assert max(float(np.max(np.abs(_seed(path)[0]))) for path in SEED_FILES) > 1.0
 
 
@@ -133,7 +133,7 @@ def test_finished_take_fades_in_and_out() -> None:
 
 def test_fades_follow_the_configured_lengths() -> None:
     tone = _tone(4.0)  # a steady level, so the window levels read the fade curve directly
-    out = finish(tone, RATE, Finishing(fade_in_s=0.5, fade_out_s=1.5))
+    out = master(tone, RATE, Mastering(fade_in_s=0.5, fade_out_s=1.5))
     steady = _window_rms(out, 1.0, 2.0)
     fade_in = [_window_rms(out, t, t + 0.05) for t in np.arange(0.0, 0.5, 0.05)]
     fade_out = [_window_rms(out, t, t + 0.05) for t in np.arange(2.5, 4.0, 0.05)]
@@ -146,14 +146,14 @@ def test_fades_follow_the_configured_lengths() -> None:
 
 
 def test_fades_can_be_turned_off() -> None:
-    out = finish(_tone(2.0), RATE, Finishing(fade_in_s=0.0, fade_out_s=0.0))
+    out = master(_tone(2.0), RATE, Mastering(fade_in_s=0.0, fade_out_s=0.0))
     assert _window_rms(out, 0.0, 0.05) == pytest.approx(_window_rms(out, 1.0, 1.05), rel=0.01)
 
 
 def test_other_targets_and_ceilings_are_honoured() -> None:
     noise = np.random.default_rng(7).normal(0.0, 0.3, (RATE * 5, 2)).astype(np.float32)
-    settings = Finishing(target_lufs=-20.0, ceiling_dbfs=-3.0)
-    out = finish(noise, RATE, settings)
+    settings = Mastering(target_lufs=-20.0, ceiling_dbfs=-3.0)
+    out = master(noise, RATE, settings)
 
     assert out.shape == noise.shape
     assert loudness_lufs(out, RATE) == pytest.approx(-20.0, abs=0.5)
@@ -165,7 +165,7 @@ def test_other_targets_and_ceilings_are_honoured() -> None:
 
 @pytest.mark.parametrize("shape", [(RATE * 3,), (RATE * 3, 2), (RATE // 10,)], ids=["mono", "stereo", "short"])
 def test_silence_stays_silence(shape: tuple[int, ...]) -> None:
-    out = finish(np.zeros(shape, dtype=np.float32), RATE)
+    out = master(np.zeros(shape, dtype=np.float32), RATE)
     assert out.shape == shape
     assert np.all(out == 0.0)
     assert math.isinf(loudness_lufs(out, RATE))
@@ -173,7 +173,7 @@ def test_silence_stays_silence(shape: tuple[int, ...]) -> None:
 
 def test_a_clip_shorter_than_the_loudness_block_is_finished() -> None:
     clip = _tone(0.2, amplitude=0.01)
-    out = finish(clip, RATE)
+    out = master(clip, RATE)
 
     assert out.shape == clip.shape and np.all(np.isfinite(out))
     assert float(np.max(np.abs(out))) <= CEILING
@@ -185,13 +185,13 @@ def test_nan_from_a_broken_generation_is_refused() -> None:
     broken = _tone(1.0)
     broken[100] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        finish(broken, RATE)
+        master(broken, RATE)
 
 
 def test_a_channels_first_array_is_refused_with_a_hint() -> None:
     channels_first = _tone(1.0)[np.newaxis, :]  # MusicGen's (channels, samples) layout
     with pytest.raises(ValueError, match="transpose"):
-        finish(channels_first, RATE)
+        master(channels_first, RATE)
 
 
 # --- MP3 -----------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ def test_settings_read_the_environment_and_never_show_secrets() -> None:
     assert settings.redis_url == "redis://r:6379/2" and settings.batch_size == 4
     assert settings.discord_token == "very-secret-token"
     assert "very-secret-token" not in repr(settings) and "shh" not in repr(settings)
-    with pytest.raises(SystemExit, match="TEXTUNES_BATCH_SIZE='many' is not a valid int"):
+    with pytest.raises(SystemExit, match="TEXTUNES_BATCH_SIZE must be a whole number"):
         Settings.from_env({"TEXTUNES_BATCH_SIZE": "many"})
 
 

@@ -32,7 +32,7 @@ def done_events(queue: JobQueue, job_id: str, count: int) -> list[Event]:
     reply_to = ReplyTo(platform="chat", message_id="status-1")
     return [
         Event(type="done", job_id=job_id, reply_to=reply_to, caption="calm piano", take_count=count,
-              takes=[Take(n, n, 5.0, queue.store_audio(job_id, n, b"mp3-%d" % n), 128, 5)])
+              take=Take(n, n, 5.0, queue.store_audio(job_id, n, b"mp3-%d" % n), 128, 5))
         for n in range(1, count + 1)
     ]
 

@@ -49,14 +49,14 @@ def test_finish_publishes_one_done_per_take_once_and_acknowledges(queue: JobQueu
     [delivery] = queue.claim("w1", 1, block_ms=100)
     done = [
         Event(type="done", job_id=job.job_id, reply_to=job.reply_to, take_count=2,
-              takes=[Take(n, job.seeds[n - 1], 5.0, queue.store_audio(job.job_id, n, b"mp3-%d" % n), 128, 5)])
+              take=Take(n, job.seeds[n - 1], 5.0, queue.store_audio(job.job_id, n, b"mp3-%d" % n), 128, 5))
         for n in (1, 2)
     ]
-    assert queue.finish(delivery, *done) is True
-    assert queue.finish(delivery, *done) is False  # a second worker finishing it publishes nothing
+    assert queue.complete(delivery, *done) is True
+    assert queue.complete(delivery, *done) is False  # a second worker finishing it publishes nothing
     events = queue.read_events("cli", "f1", block_ms=10)
     assert [e.type for e in events] == ["queued", "done", "done"]
-    assert [queue.load_audio(e.takes[0].audio_key) for e in events[1:]] == [b"mp3-1", b"mp3-2"]
+    assert [queue.load_audio(e.take.audio_key) for e in events[1:]] == [b"mp3-1", b"mp3-2"]
     assert queue.depth() == 0
 
 

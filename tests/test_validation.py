@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.options import parse_inline
+from pipeline.inline import parse_inline
 from pipeline.models import Brief, SchemaMismatch, TuneRequest
 from pipeline.validation import InvalidRequest, Limits, parse_tempo, validate
 

@@ -92,7 +92,7 @@ def test_three_jobs_run_as_one_batch_and_each_take_arrives_at_its_length(queue: 
     assert len(worker.batches) == 1 and worker.batches[0].jobs == 3 and worker.batches[0].rows == 4
     for job, request in zip(jobs, requests):
         done = log.of("done", job.job_id)
-        takes = [take for event in done for take in event.takes]
+        takes = [event.take for event in done]
         assert [e.take_count for e in done] == [request.takes] * request.takes
         assert [t.index for t in takes] == list(range(1, request.takes + 1))
         assert [t.seed for t in takes] == job.seeds

@@ -15,13 +15,14 @@ import threading
 import time
 from pathlib import Path
 
-from worker.settings import ENV_NAMES, Settings
+from pipeline.env import redacted_url
+from worker.settings import Settings, env_name
 
 log = logging.getLogger("textunes")
 
 
 def _env(name: str) -> str:
-    return f"(env {ENV_NAMES[name]})"
+    return f"(env {env_name(name)})"
 
 
 def build_parser(settings: Settings, command: str | None = None) -> argparse.ArgumentParser:
@@ -52,7 +53,7 @@ def build_parser(settings: Settings, command: str | None = None) -> argparse.Arg
                                       "claiming, finishes the batch in hand and exits; a second SIGTERM "
                                       "exits at once and the jobs it held are re-claimed by another worker.")
     _add_model_options(work, settings)
-    work.add_argument("--redis-url", default=settings.redis_url, help=f"{_env('redis_url')} default: %(default)s")
+    work.add_argument("--redis-url", default=settings.redis_url, help=f"{_env('redis_url')} default: {redacted_url(settings.redis_url)}")
     work.add_argument("--batch-size", type=int, default=settings.batch_size,
                       help=f"most rows (takes) per generate call {_env('batch_size')} default: %(default)s")
 
@@ -61,7 +62,7 @@ def build_parser(settings: Settings, command: str | None = None) -> argparse.Arg
                                         "deployment without a chat. With --wait, prints progress and writes "
                                         "the MP3(s) when done (OUT-1.mp3 … for several takes).")
     submit.add_argument("prompt", help="words, optionally with inline options")
-    submit.add_argument("--redis-url", default=settings.redis_url, help=f"{_env('redis_url')} default: %(default)s")
+    submit.add_argument("--redis-url", default=settings.redis_url, help=f"{_env('redis_url')} default: {redacted_url(settings.redis_url)}")
     submit.add_argument("--wait", action="store_true", help="wait for the result and write it")
     submit.add_argument("-o", "--output", default="textunes.mp3", help="output path with --wait (default: %(default)s)")
     submit.add_argument("--timeout", type=float, default=600.0, help="seconds to wait with --wait (default: %(default)s)")
@@ -98,7 +99,7 @@ def _add_request_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _request(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
-    from bot.options import parse_inline
+    from pipeline.inline import parse_inline
     from pipeline.models import TuneRequest
     from pipeline.validation import validate
 
@@ -128,7 +129,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from pipeline.audio import encode_mp3, finish
+    from pipeline.audio import encode_mp3, master
     from pipeline.brief import brief_from_tags
     from worker.musicgen import Row
 
@@ -152,7 +153,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
             bar.update(int(fraction * 100) - bar.n)
         generated = engine.generate(rows, guidance_scale=settings.guidance_scale, top_k=settings.top_k, progress=progress)
     for path, seed, samples in zip(take_paths(args.output, request.takes), seeds, generated.audio):
-        encoded = encode_mp3(finish(samples, generated.sample_rate), generated.sample_rate,
+        encoded = encode_mp3(master(samples, generated.sample_rate), generated.sample_rate,
                              max_bytes=settings.max_upload_bytes)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encoded.data)
@@ -191,9 +192,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     analyser = _load_analyser()
     if analyser is None:
         return 2
-    queue = JobQueue.from_url(args.redis_url, prefix=settings.prefix, audio_ttl_s=settings.audio_ttl_s,
-                              visibility_timeout_s=settings.visibility_timeout_s,
-                              max_deliveries=settings.max_deliveries)
+    queue = JobQueue.from_settings(settings, url=args.redis_url)
     options = WorkerOptions(batch_size=args.batch_size, batch_window_ms=settings.batch_window_ms, guidance_scale=settings.guidance_scale,
                             top_k=settings.top_k, max_upload_bytes=settings.max_upload_bytes)
     stop = threading.Event()
@@ -216,7 +215,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     from worker.queue import JobQueue, ReplyTo
 
     request = _request(args, settings)
-    with JobQueue.from_url(args.redis_url, prefix=settings.prefix) as queue:
+    with JobQueue.from_settings(settings, url=args.redis_url) as queue:
         stream = queue.events_stream("cli")
         last = queue.redis.xrevrange(stream, count=1)
         since = last[0][0] if last else "0-0"
@@ -248,7 +247,8 @@ def _wait(queue, stream: str, since: bytes | str, job_id: str, args: argparse.Na
                     print(f"failed: {event.error}", file=sys.stderr)
                     return 1
                 elif event.type == "done":
-                    takes.update((take.index, take) for take in event.takes)
+                    if event.take is not None:
+                        takes[event.take.index] = event.take
                     if len(takes) < event.take_count:
                         continue
                     paths = take_paths(args.output, len(takes))

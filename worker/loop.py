@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pipeline.analysis import AnalysisError
-from pipeline.audio import Finishing, encode_mp3, finish
+from pipeline.audio import Mastering, encode_mp3, master
 from pipeline.brief import brief_from_tags
 from pipeline.models import Brief, TuneRequest
 from worker.musicgen import Generated, MusicGen, Row
@@ -44,7 +44,7 @@ class WorkerOptions:
     max_upload_bytes: int = 10 * 1024 * 1024
     block_ms: int = 2000
     batch_window_ms: int = 50  # after the first job arrives, wait this long for more to batch
-    finishing: Finishing = field(default_factory=Finishing)
+    mastering: Mastering = field(default_factory=Mastering)
     consumer: str = field(default_factory=lambda: f"worker-{socket.gethostname()}-{os.getpid()}")
 
 
@@ -206,7 +206,7 @@ class Worker:
             try:
                 for index, (seed, samples) in enumerate(zip(job.seeds, rows), start=1):
                     started = time.perf_counter()
-                    audio = finish(samples, generated.sample_rate, self.options.finishing)
+                    audio = master(samples, generated.sample_rate, self.options.mastering)
                     encoded = encode_mp3(audio, generated.sample_rate, max_bytes=self.options.max_upload_bytes)
                     self._timing.finishing_s += time.perf_counter() - started
                     key = self.queue.store_audio(job.job_id, index, encoded.data)
@@ -217,8 +217,8 @@ class Worker:
                 self._retry(delivery, f"audio post-processing failed: {type(error).__name__}")
                 failed.append(job.job_id)
                 continue
-            first = self.queue.finish(delivery, *(
-                Event(type="done", job_id=job.job_id, reply_to=job.reply_to, caption=brief.caption, takes=[take],
+            first = self.queue.complete(delivery, *(
+                Event(type="done", job_id=job.job_id, reply_to=job.reply_to, caption=brief.caption, take=take,
                       take_count=len(takes), brief=brief.to_dict() if job.request.mode == "text" else None)
                 for take in takes
             ))
@@ -235,5 +235,5 @@ class Worker:
 
     def _fail_now(self, delivery: Delivery, message: str) -> None:
         log.info("job %s: refused: %s", delivery.job.job_id, message)
-        self.queue.finish(delivery, Event(type="failed", job_id=delivery.job.job_id,
+        self.queue.complete(delivery, Event(type="failed", job_id=delivery.job.job_id,
                                           reply_to=delivery.job.reply_to, error=message))

@@ -24,11 +24,14 @@ import random
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import redis
 
 from pipeline.models import TuneRequest
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
 
 EventType = Literal["queued", "started", "progress", "done", "failed"]
 WORKER_GROUP = "workers"
@@ -88,7 +91,7 @@ class Event:
     caption: str = ""
     progress: float = 0.0
     brief: dict[str, Any] | None = None
-    takes: list[Take] = field(default_factory=list)
+    take: Take | None = None  # done: the one take this event delivers
     error: str = ""
     take_count: int = 0  # done: how many takes the job has; each take gets its own done event
     event_id: str = ""  # the stream entry id, set when read
@@ -102,13 +105,13 @@ class Event:
     def from_json(cls, payload: str | bytes, event_id: str = "") -> "Event":
         data = json.loads(payload)
         data["reply_to"] = ReplyTo(**data["reply_to"])
-        data["takes"] = [Take(**t) for t in data.get("takes", [])]
+        data["take"] = Take(**data["take"]) if data.get("take") else None
         return cls(**data, event_id=event_id)
 
 
 @dataclass
 class Delivery:
-    """A job handed to a worker; acknowledge it with ``JobQueue.finish`` or ``fail``."""
+    """A job handed to a worker; acknowledge it with ``JobQueue.complete`` or ``retry_or_fail``."""
 
     job: Job
     entry_id: str
@@ -156,6 +159,13 @@ class JobQueue:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> "JobQueue":
         return cls(redis.Redis.from_url(url, health_check_interval=30), **options)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", *, url: str | None = None) -> "JobQueue":
+        """The queue every process of one deployment shares (``url`` overrides REDIS_URL)."""
+        return cls.from_url(url or settings.redis_url, prefix=settings.prefix, audio_ttl_s=settings.audio_ttl_s,
+                            visibility_timeout_s=settings.visibility_timeout_s,
+                            max_deliveries=settings.max_deliveries)
 
     def close(self) -> None:
         self.redis.close()
@@ -359,7 +369,7 @@ class JobQueue:
             pipe.execute()
         return key
 
-    def finish(self, delivery: Delivery, *events: Event) -> bool:
+    def complete(self, delivery: Delivery, *events: Event) -> bool:
         """Publish the job's final events (one ``done`` per take, or one ``failed``) and
         acknowledge the job, atomically and once.
 
@@ -402,7 +412,7 @@ class JobQueue:
             self.dead_stream, {"job": job.to_json(), "reason": reason, "failed_at": str(time.time())},
             maxlen=self.stream_maxlen, approximate=True,
         )
-        self.finish(delivery, Event(
+        self.complete(delivery, Event(
             type="failed", job_id=job.job_id, reply_to=job.reply_to,
             error=f"Sorry, this track could not be made ({reason}). Job id: {job.job_id}.",
         ))

@@ -1,48 +1,45 @@
-"""Settings from environment variables (a ``.env`` file in the working directory works too).
+"""TexTuneS settings, from environment variables (a ``.env`` file in the working directory works too).
 
-Every setting has a default except the chat tokens. Secrets are held in fields whose repr
-is masked, so logging a Settings object never prints a token.
+Every setting has a default except the chat tokens. Read through :mod:`pipeline.env`, like the
+analyser's settings: secrets are masked in the repr, so logging Settings never prints a token.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
-from typing import Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 
+from pipeline.env import SettingError, read, setting, variable
 from pipeline.validation import Limits
-
-
-def _secret() -> str:
-    return field(default="", repr=False)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str = "redis://localhost:6379/0"
-    prefix: str = "textunes"
-    model: str = "facebook/musicgen-small"
-    device: str = "auto"
-    batch_size: int = 8
-    batch_window_ms: int = 50
-    max_duration: float = 30.0
-    audio_ttl_s: int = 24 * 3600
-    visibility_timeout_s: float = 300.0
-    max_deliveries: int = 3
-    guidance_scale: float = 3.0
-    top_k: int = 250
-    max_upload_bytes: int = 10 * 1024 * 1024
-    rate_limit_requests: int = 5
-    rate_limit_window_s: int = 600
-    queue_cap: int = 100
-    progress_interval_s: float = 2.0
-    log_level: str = "INFO"
-    discord_token: str = _secret()
-    discord_guild_id: str = ""
-    slack_bot_token: str = _secret()
-    slack_app_token: str = _secret()
-    slack_signing_secret: str = _secret()
-    slack_port: int = 3000
+    redis_url: str = setting("REDIS_URL", "redis://localhost:6379/0", secret=True)
+    prefix: str = setting("TEXTUNES_PREFIX", "textunes")
+    model: str = setting("TEXTUNES_MODEL", "facebook/musicgen-small")
+    device: str = setting("TEXTUNES_DEVICE", "auto")
+    batch_size: int = setting("TEXTUNES_BATCH_SIZE", 8, minimum=1)
+    batch_window_ms: int = setting("TEXTUNES_BATCH_WINDOW_MS", 50, minimum=0)
+    max_duration: float = setting("TEXTUNES_MAX_DURATION", 30.0, minimum=5)
+    audio_ttl_s: int = setting("TEXTUNES_AUDIO_TTL_S", 24 * 3600, minimum=60)
+    visibility_timeout_s: float = setting("TEXTUNES_VISIBILITY_TIMEOUT_S", 300.0, minimum=1)
+    max_deliveries: int = setting("TEXTUNES_MAX_DELIVERIES", 3, minimum=1)
+    guidance_scale: float = setting("TEXTUNES_GUIDANCE_SCALE", 3.0, minimum=0)
+    top_k: int = setting("TEXTUNES_TOP_K", 250, minimum=0)
+    max_upload_bytes: int = setting("TEXTUNES_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=65536)
+    rate_limit_requests: int = setting("TEXTUNES_RATE_LIMIT_REQUESTS", 5, minimum=1)
+    rate_limit_window_s: int = setting("TEXTUNES_RATE_LIMIT_WINDOW_S", 600, minimum=1)
+    queue_cap: int = setting("TEXTUNES_QUEUE_CAP", 100, minimum=1)
+    progress_interval_s: float = setting("TEXTUNES_PROGRESS_INTERVAL_S", 2.0, minimum=0)
+    log_level: str = setting("TEXTUNES_LOG_LEVEL", "INFO")
+    discord_token: str = setting("DISCORD_TOKEN", "", secret=True)
+    discord_guild_id: str = setting("DISCORD_GUILD_ID", "")
+    slack_bot_token: str = setting("SLACK_BOT_TOKEN", "", secret=True)
+    slack_app_token: str = setting("SLACK_APP_TOKEN", "", secret=True)
+    slack_signing_secret: str = setting("SLACK_SIGNING_SECRET", "", secret=True)
+    slack_port: int = setting("TEXTUNES_SLACK_PORT", 3000, minimum=1)
 
     @property
     def limits(self) -> Limits:
@@ -50,36 +47,19 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> "Settings":
-        if env is None:
-            if dotenv:
-                _load_dotenv()
-            env = os.environ
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            name = ENV_NAMES[f.name]
-            if name in env and env[name] != "":
-                kind = type(f.default)
-                try:
-                    values[f.name] = kind(env[name])
-                except ValueError as error:
-                    raise SystemExit(f"{name}={env[name]!r} is not a valid {kind.__name__}") from error
-        return cls(**values)  # type: ignore[arg-type]
+        """Read the environment (and ``./.env`` unless ``dotenv`` is false); a bad value exits
+        with one line naming the variable."""
+        if env is None and dotenv:
+            _load_dotenv()
+        try:
+            return read(cls, env)
+        except SettingError as error:
+            raise SystemExit(f"error: {error}") from None
 
 
-ENV_NAMES = {
-    "redis_url": "REDIS_URL",
-    "discord_token": "DISCORD_TOKEN",
-    "discord_guild_id": "DISCORD_GUILD_ID",
-    "slack_bot_token": "SLACK_BOT_TOKEN",
-    "slack_app_token": "SLACK_APP_TOKEN",
-    "slack_signing_secret": "SLACK_SIGNING_SECRET",
-    **{name: f"TEXTUNES_{name.upper()}" for name in (
-        "prefix", "model", "device", "batch_size", "batch_window_ms", "max_duration", "audio_ttl_s",
-        "visibility_timeout_s", "max_deliveries", "guidance_scale", "top_k", "max_upload_bytes",
-        "rate_limit_requests", "rate_limit_window_s", "queue_cap", "progress_interval_s",
-        "log_level", "slack_port",
-    )},
-}
+def env_name(name: str) -> str:
+    """The environment variable of Settings field ``name`` (for help texts)."""
+    return variable(Settings, name)
 
 
 def _load_dotenv() -> None:
