@@ -25,10 +25,11 @@ class SettingError(ValueError):
     """An environment variable holds a value that can't be used; the message names it."""
 
 
-def setting(variable: str, default: Any, *, secret: bool = False, minimum: float | None = None) -> Any:
-    """A dataclass field read from ``variable``; ``minimum`` bounds numbers from below."""
-    return dataclasses.field(default=default, repr=not secret,
-                             metadata={"env": variable, "secret": secret, "minimum": minimum})
+def setting(variable: str, default: Any, *, secret: bool = False, minimum: float | None = None,
+            maximum: float | None = None, choices: tuple[str, ...] = ()) -> Any:
+    """A dataclass field read from ``variable``; numbers may be bounded, text limited to ``choices``."""
+    return dataclasses.field(default=default, repr=not secret, metadata={
+        "env": variable, "secret": secret, "minimum": minimum, "maximum": maximum, "choices": choices})
 
 
 def variable(cls: type, name: str) -> str:
@@ -49,7 +50,7 @@ def read(cls: type[T], env: Mapping[str, str] | None = None) -> T:
         name = field.metadata.get("env")
         raw = env.get(name, "").strip() if name else ""
         if raw:
-            values[field.name] = _convert(name, raw, type(field.default), field.metadata.get("minimum"))
+            values[field.name] = _convert(name, raw, type(field.default), field.metadata)
     return cls(**values)
 
 
@@ -62,7 +63,7 @@ def redacted_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}@{parts.hostname}{f':{parts.port}' if parts.port else ''}"))
 
 
-def _convert(name: str, raw: str, kind: type, minimum: float | None) -> Any:
+def _convert(name: str, raw: str, kind: type, limits: Mapping[str, Any]) -> Any:
     shown = "…" if len(raw) > 40 else raw
     if kind is bool:
         if raw.lower() in _TRUE | _FALSE:
@@ -72,6 +73,11 @@ def _convert(name: str, raw: str, kind: type, minimum: float | None) -> Any:
         value = kind(raw)
     except ValueError:
         raise SettingError(f"{name} must be {_KINDS.get(kind, kind.__name__)} (got '{shown}').") from None
+    minimum, maximum, choices = limits.get("minimum"), limits.get("maximum"), limits.get("choices")
     if minimum is not None and value < minimum:
         raise SettingError(f"{name} must be at least {minimum:g} (got '{shown}').")
+    if maximum is not None and value > maximum:
+        raise SettingError(f"{name} must be at most {maximum:g} (got '{shown}').")
+    if choices and value not in choices:
+        raise SettingError(f"{name} must be one of {', '.join(choices)} (got '{shown}').")
     return value

@@ -19,7 +19,7 @@ class Limits:
     max_prompt_chars: int = 1_000
     max_text_chars: int = 20_000
     min_duration: float = 5.0
-    max_duration: float = 30.0
+    max_duration: float = 180.0
     min_bpm: int = 40
     max_bpm: int = 220
     max_takes: int = 4

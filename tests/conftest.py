@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.workers import start_worker
 from worker.local_redis import RedisServer
 from worker.queue import JobQueue
 
@@ -49,25 +50,26 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_engine(tiny_model_dir: Path):
+def tiny_model(tiny_model_dir: Path):
     """The tiny model loaded through the production loader (by local path)."""
     from worker.musicgen import MusicGen
 
     return MusicGen.load(str(tiny_model_dir), device="cpu")
 
 
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_model):
+    """The decode engine on the tiny model (8 slots). Shared: tests leave it idle."""
+    from worker.engine import DecodeEngine, EngineOptions
+
+    return DecodeEngine(tiny_model, EngineOptions(slots=8))
+
+
 @pytest.fixture
-def real_worker(redis_url: str, tiny_engine):
-    """The real batching worker on the tiny model, in a thread, for end-to-end tests."""
-    import threading
-
-    from worker.loop import Worker, WorkerOptions
-
+def real_worker(redis_url: str, tiny_model, tiny_engine):
+    """The real worker on the tiny model, in a thread, for end-to-end tests."""
     queue = JobQueue.from_url(redis_url, visibility_timeout_s=30.0)
-    worker = Worker(queue, tiny_engine, WorkerOptions(batch_size=8, block_ms=100, consumer="test-worker"))
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
+    worker, stop, thread = start_worker(queue, tiny_model, tiny_engine, consumer="test-worker")
     yield worker
     stop.set()
     thread.join(timeout=60)

@@ -65,13 +65,13 @@ def test_help_of_every_command_names_its_environment_variables() -> None:
 
 
 def test_settings_read_the_environment_and_never_show_secrets() -> None:
-    settings = Settings.from_env({"REDIS_URL": "redis://r:6379/2", "TEXTUNES_BATCH_SIZE": "4",
+    settings = Settings.from_env({"REDIS_URL": "redis://r:6379/2", "TEXTUNES_MAX_BATCH": "4",
                                   "DISCORD_TOKEN": "very-secret-token", "SLACK_SIGNING_SECRET": "shh"})
-    assert settings.redis_url == "redis://r:6379/2" and settings.batch_size == 4
+    assert settings.redis_url == "redis://r:6379/2" and settings.max_batch == 4
     assert settings.discord_token == "very-secret-token"
     assert "very-secret-token" not in repr(settings) and "shh" not in repr(settings)
-    with pytest.raises(SystemExit, match="TEXTUNES_BATCH_SIZE must be a whole number"):
-        Settings.from_env({"TEXTUNES_BATCH_SIZE": "many"})
+    with pytest.raises(SystemExit, match="TEXTUNES_MAX_BATCH must be a whole number"):
+        Settings.from_env({"TEXTUNES_MAX_BATCH": "many"})
 
 
 @pytest.mark.slow

@@ -17,9 +17,12 @@ import pytest
 import soundfile as sf
 
 from pipeline.models import TuneRequest
+from tests.workers import start_worker
+from worker.engine import DecodeEngine, EngineOptions
 from worker.loop import Worker, WorkerOptions
-from worker.musicgen import MusicGen, Row
+from worker.musicgen import MusicGen
 from worker.queue import Event, JobQueue, ReplyTo
+from worker.tokens import codes_from_bytes
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -57,39 +60,18 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
     return audio, rate
 
 
-def run_worker(queue: JobQueue, engine, **options) -> tuple[Worker, threading.Event, threading.Thread]:  # type: ignore[no-untyped-def]
-    worker = Worker(queue, engine, WorkerOptions(block_ms=100, consumer=options.pop("consumer", "w"), **options))
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    return worker, stop, thread
-
-
-def test_new_tokens_cover_the_duration_plus_the_delay_pattern(tiny_engine: MusicGen) -> None:
-    assert tiny_engine.tokens_for(10) == 503
-    assert tiny_engine.tokens_for(30) == 1503
-
-
-def test_a_take_depends_on_its_seed_not_on_its_batch(tiny_engine: MusicGen) -> None:
-    alone = tiny_engine.generate([Row("calm piano", 7, 1.0)]).audio[0]
-    batch = tiny_engine.generate([Row("epic drums", 1, 2.0), Row("calm piano", 7, 1.0)]).audio
-    other_seed = tiny_engine.generate([Row("calm piano", 8, 1.0)]).audio[0]
-    assert np.abs(alone - batch[1]).max() < 1e-4
-    assert np.abs(alone - other_seed).max() > 1e-3
-    assert [len(a) for a in batch] == [64_000, 32_000]  # each row trimmed to its own length
-
-
-def test_three_jobs_run_as_one_batch_and_each_take_arrives_at_its_length(queue: JobQueue, tiny_engine: MusicGen) -> None:
+def test_three_jobs_decode_together_and_each_take_arrives_at_its_length(queue: JobQueue, tiny_model: MusicGen) -> None:
     requests = [TuneRequest(prompt="calm piano", duration=5), TuneRequest(prompt="sad cello", duration=6, takes=2),
                 TuneRequest(genres=["Jazz"], moods=["Happy"], duration=5)]
     jobs = [queue.submit(r, ReplyTo(platform="cli")) for r in requests]
     log = EventLog(queue)
-    worker, stop, thread = run_worker(queue, tiny_engine)
+    worker, stop, thread = start_worker(queue, tiny_model, DecodeEngine(tiny_model, EngineOptions(slots=8)))
     try:
         wait_for(lambda: len(log.of("done")) == 4, what="4 done events, one per take")
     finally:
         stop.set(); thread.join(30)
-    assert len(worker.batches) == 1 and worker.batches[0].jobs == 3 and worker.batches[0].rows == 4
+    assert worker.engine.stats.busiest == 4  # all four takes were in the engine's slots at once
+    assert worker.stats.jobs_done == 3 and worker.stats.takes_done == 4
     for job, request in zip(jobs, requests):
         done = log.of("done", job.job_id)
         takes = [event.take for event in done]
@@ -100,13 +82,28 @@ def test_three_jobs_run_as_one_batch_and_each_take_arrives_at_its_length(queue: 
             audio, rate = decode(queue.load_audio(take.audio_key))
             assert abs(len(audio) / rate - request.duration) <= 0.1
             assert np.abs(audio).max() <= 10 ** (-1 / 20) + 0.02  # the -1 dBFS ceiling, after MP3
+            assert codes_from_bytes(queue.load_tokens(take.tokens_key)).shape == (4, 50 * request.duration)
     assert "jazz" in log.of("done", jobs[2].job_id)[0].caption
 
 
-def test_progress_is_published_at_least_every_tenth_of_decoding(queue: JobQueue, tiny_engine: MusicGen) -> None:
+def test_a_short_job_submitted_during_a_long_one_is_done_first(queue: JobQueue, tiny_model: MusicGen, tiny_engine: DecodeEngine) -> None:
+    log = EventLog(queue)
+    _, stop, thread = start_worker(queue, tiny_model, tiny_engine)
+    try:
+        long = queue.submit(TuneRequest(prompt="slow ambient", duration=30), ReplyTo(platform="cli"))
+        wait_for(lambda: log.of("progress", long.job_id), what="the long job to be decoding")
+        short = queue.submit(TuneRequest(prompt="fast drums", duration=5), ReplyTo(platform="cli"))
+        wait_for(lambda: log.of("done", long.job_id), timeout=120, what="the long job")
+    finally:
+        stop.set(); thread.join(30)
+    order = [e.job_id for e in log.poll() if e.type == "done"]
+    assert order == [short.job_id, long.job_id]
+
+
+def test_progress_is_published_at_least_every_tenth_of_decoding(queue: JobQueue, tiny_model: MusicGen, tiny_engine: DecodeEngine) -> None:
     job = queue.submit(TuneRequest(prompt="calm", duration=5), ReplyTo(platform="cli"))
     log = EventLog(queue)
-    _, stop, thread = run_worker(queue, tiny_engine)
+    _, stop, thread = start_worker(queue, tiny_model, tiny_engine)
     try:
         wait_for(lambda: log.of("done", job.job_id), what="done")
     finally:
@@ -116,23 +113,20 @@ def test_progress_is_published_at_least_every_tenth_of_decoding(queue: JobQueue,
     assert max(b - a for a, b in zip(marks, marks[1:])) <= 0.1 + 0.01
 
 
-class PoisonEngine:
-    """The tiny engine, except that any batch containing a 'poison' caption raises."""
+class Poisoned(DecodeEngine):
+    """Any decode step with a 'poison' caption in a slot raises, as a CUDA assert would."""
 
-    def __init__(self, engine: MusicGen) -> None:
-        self.engine = engine
-
-    def generate(self, rows: list[Row], **kwargs):  # type: ignore[no-untyped-def]
-        if any("poison" in row.caption for row in rows):
+    def _decode_step(self, n: int, length: int, text_length: int) -> None:
+        if any(s is not None and "poison" in s.take.caption for s in self._slots):
             raise RuntimeError("CUDA error: device-side assert triggered")
-        return self.engine.generate(rows, **kwargs)
+        super()._decode_step(n, length, text_length)
 
 
-def test_poison_job_is_dead_lettered_and_the_rest_of_its_batch_completes(queue: JobQueue, tiny_engine: MusicGen) -> None:
+def test_poison_job_is_dead_lettered_and_the_jobs_decoding_beside_it_complete(queue: JobQueue, tiny_model: MusicGen) -> None:
     good = [queue.submit(TuneRequest(prompt=f"calm {i}", duration=5), ReplyTo(platform="discord")) for i in range(2)]
     bad = queue.submit(TuneRequest(prompt="poison", duration=5), ReplyTo(platform="discord"))
     log = EventLog(queue, "discord")
-    _, stop, thread = run_worker(queue, PoisonEngine(tiny_engine))  # type: ignore[arg-type]
+    _, stop, thread = start_worker(queue, tiny_model, Poisoned(tiny_model, EngineOptions(slots=4)))
     try:
         wait_for(lambda: log.of("failed", bad.job_id), what="failed event for the poison job")
         wait_for(lambda: all(log.of("done", j.job_id) for j in good), what="the good jobs")
@@ -146,7 +140,7 @@ def test_poison_job_is_dead_lettered_and_the_rest_of_its_batch_completes(queue: 
     assert queue.depth() == 0
 
 
-def test_text_that_cannot_be_analysed_fails_at_once_with_the_reason(queue: JobQueue, tiny_engine: MusicGen) -> None:
+def test_text_that_cannot_be_analysed_fails_at_once_with_the_reason(queue: JobQueue, tiny_model: MusicGen, tiny_engine: DecodeEngine) -> None:
     class Refusing:
         def analyse(self, request: TuneRequest):  # type: ignore[no-untyped-def]
             from worker.loop import UserError
@@ -154,11 +148,49 @@ def test_text_that_cannot_be_analysed_fails_at_once_with_the_reason(queue: JobQu
 
     job = queue.submit(TuneRequest(text="🙂🙂🙂", duration=5), ReplyTo(platform="cli"))
     log = EventLog(queue)
-    worker = Worker(queue, tiny_engine, WorkerOptions(block_ms=100), analyser=Refusing())
-    worker.run_batch(queue.claim("w", 8, block_ms=100))
-    [failed] = log.of("failed", job.job_id)
+    worker = Worker(queue, tiny_model, tiny_engine, WorkerOptions(block_ms=100), analyser=Refusing())
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        [failed] = wait_for(lambda: log.of("failed", job.job_id), what="the refusal")
+    finally:
+        stop.set(); thread.join(30)
     assert failed.error == "There are no words to read in that text."
     assert queue.dead_letters() == [] and queue.depth() == 0
+
+
+def test_a_job_longer_than_the_visibility_timeout_is_not_taken_over_while_its_worker_lives(redis_url: str, tiny_model: MusicGen, tiny_engine: DecodeEngine) -> None:
+    queue = JobQueue.from_url(redis_url, visibility_timeout_s=0.5)
+    job = queue.submit(TuneRequest(prompt="a long piece", duration=20), ReplyTo(platform="cli"))
+    log = EventLog(queue)
+    _, stop, thread = start_worker(queue, tiny_model, tiny_engine, consumer="slow")
+    other = JobQueue.from_url(redis_url, visibility_timeout_s=0.5)
+    stolen = []
+    try:
+        wait_for(lambda: log.of("progress", job.job_id), what="decoding to start")
+        while not log.of("done", job.job_id):  # another worker keeps trying to take over idle jobs
+            stolen += other.claim("thief", 8, block_ms=50)
+            time.sleep(0.1)
+    finally:
+        stop.set(); thread.join(30)
+        other.close()
+    assert stolen == []
+    assert len(log.of("started", job.job_id)) == 1 and len(log.of("done", job.job_id)) == 1
+    queue.close()
+
+
+def test_a_job_finished_elsewhere_stops_decoding_here(queue: JobQueue, tiny_model: MusicGen, tiny_engine: DecodeEngine) -> None:
+    job = queue.submit(TuneRequest(prompt="a long piece", duration=30), ReplyTo(platform="cli"))
+    log = EventLog(queue)
+    worker, stop, thread = start_worker(queue, tiny_model, tiny_engine)
+    try:
+        wait_for(lambda: log.of("progress", job.job_id), what="decoding to start")
+        queue.redis.set(f"{queue.prefix}:done:{job.job_id}", "cancelled")  # what an operator's cancel writes
+        wait_for(lambda: not tiny_engine.busy and not worker._jobs, timeout=30, what="the takes to stop")
+    finally:
+        stop.set(); thread.join(30)
+    assert not log.of("done", job.job_id) and queue.depth() == 0
 
 
 def _worker_process(redis_url: str, model_dir: Path, visibility_s: float = 60.0) -> subprocess.Popen[bytes]:
@@ -170,7 +202,7 @@ def _worker_process(redis_url: str, model_dir: Path, visibility_s: float = 60.0)
     )
 
 
-def test_jobs_of_a_killed_worker_are_finished_by_another_exactly_once(redis_url: str, tiny_model_dir: Path, tiny_engine: MusicGen) -> None:
+def test_jobs_of_a_killed_worker_are_finished_by_another_exactly_once(redis_url: str, tiny_model_dir: Path, tiny_model: MusicGen, tiny_engine: DecodeEngine) -> None:
     queue = JobQueue.from_url(redis_url, visibility_timeout_s=1.0)
     jobs = [queue.submit(TuneRequest(prompt=f"long piece {i}", duration=30), ReplyTo(platform="cli")) for i in range(2)]
     log = EventLog(queue)
@@ -182,7 +214,7 @@ def test_jobs_of_a_killed_worker_are_finished_by_another_exactly_once(redis_url:
         doomed.wait(10)
     finally:
         doomed.kill()
-    _, stop, thread = run_worker(queue, tiny_engine, consumer="rescuer")
+    _, stop, thread = start_worker(queue, tiny_model, tiny_engine, consumer="rescuer")
     try:
         wait_for(lambda: all(log.of("done", j.job_id) for j in jobs), timeout=120, what="the rescued jobs")
     finally:
@@ -191,7 +223,7 @@ def test_jobs_of_a_killed_worker_are_finished_by_another_exactly_once(redis_url:
     queue.close()
 
 
-def test_sigterm_finishes_the_batch_in_hand_then_exits(redis_url: str, tiny_model_dir: Path) -> None:
+def test_sigterm_finishes_the_takes_in_hand_then_exits(redis_url: str, tiny_model_dir: Path) -> None:
     queue = JobQueue.from_url(redis_url)
     job = queue.submit(TuneRequest(prompt="finish me", duration=30), ReplyTo(platform="cli"))
     log = EventLog(queue)
@@ -206,7 +238,7 @@ def test_sigterm_finishes_the_batch_in_hand_then_exits(redis_url: str, tiny_mode
     assert len(log.of("done", job.job_id)) == 1
     assert queue.depth() == 0
     text = output.decode()
-    assert f"job {job.job_id} platform=cli duration=30.0s" in text and "batch=1 rows" in text
+    assert f"job {job.job_id} platform=cli duration=30.0s takes=1" in text
     queue.close()
 
 
@@ -229,3 +261,25 @@ def test_worker_with_a_misconfigured_analysis_model_stops_at_start(redis_url: st
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "TEXTUNES_EMOTION_MODEL" in errors[0]
+
+
+def test_an_uncached_hub_model_on_a_machine_without_the_hub_fails_fast_with_the_message(tmp_path: Path) -> None:
+    import socket
+
+    silent = socket.socket()  # accepts connections and never answers, like a firewall that drops packets
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HOME": str(tmp_path / "hf"),
+           "HF_ENDPOINT": f"http://127.0.0.1:{silent.getsockname()[1]}", "OMP_NUM_THREADS": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("TRANSFORMERS_OFFLINE", None)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "worker.cli", "generate", "calm piano", "--model", "facebook/musicgen-small"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=90,  # minutes of retries would overrun this
+        )
+    finally:
+        silent.close()
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "TEXTUNES_MODEL" in errors[0] and "did not answer" in errors[0]

@@ -1,30 +1,46 @@
-"""Benchmark: does dynamic batching through Redis keep the model's batching speed-up?
+"""Benchmark the decode engine against transformers' ``generate`` and static batching.
 
-    python -m worker.bench                 # musicgen-small-sized random model, 2 s of audio
-    python -m worker.bench --size tiny     # seconds, for a smoke run
+    python -m worker.bench                            # every CPU part, musicgen-small's shape (~35 min on 2 cores)
+    python -m worker.bench --part steps               # one part: steps, long or arrivals
+    python -m worker.bench --size tiny                # a smoke run in a minute or two
+    python -m worker.bench --device cuda --part gpu   # on a GPU host: bf16, CUDA graphs on and off
 
-Prints, all measured in the same run:
-- bare ``generate``: N requests one call each vs one call with N rows (the ceiling);
-- end to end through Redis and the batching worker: N requests one at a time (each waits
-  for its MP3) vs N submitted together — the throughput ratio users get;
-- the queue's own overhead in the batched run (submit -> claim, generate-end -> ``done``
-  seen by a frontend, less audio finishing) as a share of the total.
-Random weights make noise, not music, but cost exactly what trained ones cost.
+Every ratio is measured in the same run, on the same random model (random weights cost what
+trained ones cost):
+
+- **steps**: milliseconds per decode step at batch 1, 4 and 8 (1 and 16 on CUDA), the engine
+  vs transformers' ``generate`` (EnCodec left out of both);
+- **long**: wall time per second of audio for a 30 s and a 120 s take (windows of 30 s, each
+  next one prompted with 12 s of the last), EnCodec included;
+- **arrivals**: requests of mixed lengths arriving as a Poisson process at about 80 % of what
+  static batching can serve, through Redis and the real worker: today's policy (claim a batch,
+  run it to its end with ``generate``), the same policy on our decoder, and the engine's
+  continuous batching; throughput and p50/p95 time from submit to the last ``done``;
+- **gpu**: step cost at batch 1 and 16 and a 30 s take at batch 1, CUDA graphs on and off.
+
+``--json PATH`` also writes the figures as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import random
+import statistics
 import threading
 import time
+from collections.abc import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import torch  # noqa: E402
+
 from pipeline.models import TuneRequest  # noqa: E402
+from worker.engine import DecodeEngine, EngineOptions, ReferenceEngine, TakeRequest, make  # noqa: E402
 from worker.local_redis import RedisServer  # noqa: E402
 from worker.loop import Worker, WorkerOptions  # noqa: E402
-from worker.musicgen import MusicGen, Row  # noqa: E402
+from worker.musicgen import MusicGen, Row, pick_device, pick_dtype  # noqa: E402
 from worker.queue import Event, JobQueue, ReplyTo  # noqa: E402
 from worker.random_model import random_musicgen  # noqa: E402
 
@@ -35,157 +51,279 @@ CAPTIONS = [
 ]
 
 
-def _engine(size: str, device: str) -> MusicGen:
-    import torch
-
-    from worker.musicgen import pick_device, pick_dtype
-
+def load(size: str, device: str) -> MusicGen:
     started = time.perf_counter()
     model, processor = random_musicgen(size)  # type: ignore[arg-type]
-    params = sum(p.numel() for p in model.parameters())
-    print(f"model: random musicgen-{size} shape, {params / 1e6:.0f} M parameters, built in "
-          f"{time.perf_counter() - started:.1f} s; torch {torch.__version__}, {torch.get_num_threads()} threads")
     device = pick_device(device)
     model.to(device, dtype=pick_dtype(device))
-    print(f"device: {device}, {str(pick_dtype(device)).removeprefix('torch.')}")
+    params = sum(p.numel() for p in model.parameters())
+    print(f"model: random musicgen-{size} shape, {params / 1e6:.0f} M parameters, built in "
+          f"{time.perf_counter() - started:.1f} s; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"device {device} ({_device_name(device)}), {str(pick_dtype(device)).removeprefix('torch.')}")
     return MusicGen(model, processor, device, f"random-{size}")
 
 
-def mixed_lengths(engine: MusicGen, short: float, long: float, n: int) -> tuple[float, float]:
-    """Half the rows short, half long: one padded call (trim after) vs one call per length."""
-    rows = [Row(CAPTIONS[i % len(CAPTIONS)], i, short if i < n // 2 else long) for i in range(n)]
-    started = time.perf_counter()
-    engine.generate(rows)
-    padded = time.perf_counter() - started
-    started = time.perf_counter()
-    engine.generate(rows[: n // 2])
-    engine.generate(rows[n // 2:])
-    grouped = time.perf_counter() - started
-    return padded, grouped
+def _device_name(device: str) -> str:
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"
 
 
-def bare(engine: MusicGen, n: int, duration: float) -> tuple[float, float]:
-    rows = [Row(CAPTIONS[i % len(CAPTIONS)], i, duration) for i in range(n)]
-    started = time.perf_counter()
-    for row in rows:
-        engine.generate([row])
-    one_by_one = time.perf_counter() - started
-    started = time.perf_counter()
-    engine.generate(rows)
-    batched = time.perf_counter() - started
-    return one_by_one, batched
+def _sync(musicgen: MusicGen) -> None:
+    if musicgen.device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
-class DoneWatcher:
+# ---- steps ---------------------------------------------------------------------------------
+def engine_step_ms(musicgen: MusicGen, batch: int, steps: int, *, graphs: bool = True) -> float:
+    engine = DecodeEngine(musicgen, EngineOptions(slots=batch, cuda_graphs=graphs, max_duration_s=60))
+    for i in range(batch):
+        engine.add(TakeRequest(i, CAPTIONS[i % len(CAPTIONS)], i, musicgen.frames_for(30)))
+    for _ in range(5):  # admit, and warm up
+        engine.step()
+    _sync(musicgen)
+    started = time.perf_counter()
+    for _ in range(steps):
+        engine.step()
+    _sync(musicgen)
+    return (time.perf_counter() - started) / steps * 1000
+
+
+def generate_step_ms(musicgen: MusicGen, batch: int, steps: int) -> float:
+    """transformers' generate for ``steps`` steps, EnCodec stubbed out, minus a 1-step call
+    (text encoding and set-up)."""
+    encodec = musicgen.model.audio_encoder
+    real = encodec.decode
+    encodec.decode = lambda codes, *a, **k: type("Out", (), {"audio_values": torch.zeros(codes.shape[1], 1, 640)})()
+    rows = [Row(CAPTIONS[i % len(CAPTIONS)], i, 0.0) for i in range(batch)]
+    try:
+        def run(n: int) -> float:
+            inputs = musicgen.processor(text=[r.caption for r in rows], padding=True, return_tensors="pt").to(musicgen.device)
+            _sync(musicgen)
+            started = time.perf_counter()
+            with torch.inference_mode():
+                musicgen.model.generate(**inputs, do_sample=True, guidance_scale=3.0, top_k=250, max_new_tokens=n)
+            _sync(musicgen)
+            return time.perf_counter() - started
+
+        run(5)
+        return (run(steps + 1) - run(1)) / steps * 1000
+    finally:
+        encodec.decode = real
+
+
+def part_steps(musicgen: MusicGen, batches: tuple[int, ...], steps: int) -> dict[str, object]:
+    print(f"\nms per decode step ({steps} steps, EnCodec excluded):")
+    print(f"  {'batch':>5} {'generate':>10} {'engine':>10} {'engine/generate':>16}")
+    rows = {}
+    for batch in batches:
+        hf = generate_step_ms(musicgen, batch, steps)
+        ours = engine_step_ms(musicgen, batch, steps)
+        rows[batch] = {"generate_ms": round(hf, 2), "engine_ms": round(ours, 2), "ratio": round(ours / hf, 3)}
+        print(f"  {batch:>5} {hf:>10.1f} {ours:>10.1f} {ours / hf:>15.2f}x")
+    return {"steps": steps, "by_batch": rows}
+
+
+# ---- long tracks ----------------------------------------------------------------------------
+def take_seconds(musicgen: MusicGen, seconds: float, *, graphs: bool = True) -> float:
+    engine = DecodeEngine(musicgen, EngineOptions(slots=1, cuda_graphs=graphs, max_duration_s=max(seconds, 30)))
+    make(engine, [TakeRequest("warm", CAPTIONS[0], 0, musicgen.frames_for(1))])
+    _sync(musicgen)
+    started = time.perf_counter()
+    [take] = make(engine, [TakeRequest("take", CAPTIONS[0], 1, musicgen.frames_for(seconds))])
+    musicgen.decode_audio(take.codes)
+    _sync(musicgen)
+    return time.perf_counter() - started
+
+
+def part_long(musicgen: MusicGen, short: float, long: float) -> dict[str, object]:
+    a, b = take_seconds(musicgen, short), take_seconds(musicgen, long)
+    print(f"\none take at batch 1, EnCodec included:")
+    print(f"  {short:>5g} s take  {a:8.1f} s wall  {a / short:6.3f} s per s of audio")
+    print(f"  {long:>5g} s take  {b:8.1f} s wall  {b / long:6.3f} s per s of audio   "
+          f"costs {b / a:.2f}x the {short:g} s take for {long / short:g}x the audio")
+    return {"short_s": short, "short_wall_s": round(a, 2), "long_s": long, "long_wall_s": round(b, 2),
+            "cost_ratio": round(b / a, 3)}
+
+
+# ---- arrivals -------------------------------------------------------------------------------
+class Arrivals:
+    """Submits requests at Poisson times and records when each job's last ``done`` is seen."""
+
     def __init__(self, queue: JobQueue, platform: str) -> None:
         self.queue, self.stream = queue, queue.events_stream(platform)
-        last = queue.redis.xrevrange(self.stream, count=1)
-        self.since = last[0][0] if last else "0-0"
-        self.seen: dict[str, float] = {}
+        self.platform = platform
+        self.submitted: dict[str, float] = {}
+        self.done: dict[str, float] = {}
 
-    def wait(self, job_ids: set[str], timeout: float = 1800.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not job_ids <= self.seen.keys():
-            if time.monotonic() > deadline:
-                raise TimeoutError("jobs did not finish; is the worker running?")
-            for _, entries in self.queue.redis.xread({self.stream: self.since}, block=1000) or []:
+    def run(self, lengths: list[float], gaps: list[float], timeout_s: float) -> None:
+        last = self.queue.redis.xrevrange(self.stream, count=1)
+        since = last[0][0] if last else "0-0"
+        watcher = threading.Thread(target=self._watch, args=(since, len(lengths), timeout_s), daemon=True)
+        watcher.start()
+        for i, (length, gap) in enumerate(zip(lengths, gaps)):
+            time.sleep(gap)
+            job = self.queue.submit(TuneRequest(prompt=CAPTIONS[i % len(CAPTIONS)], duration=length, seed=i),
+                                    ReplyTo(platform=self.platform))
+            self.submitted[job.job_id] = time.time()
+        watcher.join(timeout_s)
+        if len(self.done) < len(lengths):
+            raise TimeoutError("the worker did not finish every request in time")
+
+    def _watch(self, since: object, count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        takes_seen: dict[str, int] = {}
+        while len(self.done) < count and time.monotonic() < deadline:
+            for _, entries in self.queue.redis.xread({self.stream: since}, block=500) or []:
                 for entry_id, fields in entries:
-                    self.since = entry_id
+                    since = entry_id
                     event = Event.from_json(fields[b"event"])
-                    if event.type in ("done", "failed"):
-                        if event.type == "failed":
-                            raise RuntimeError(event.error)
-                        self.seen[event.job_id] = time.time()
+                    if event.type == "failed":
+                        raise RuntimeError(event.error)
+                    if event.type == "done":
+                        takes_seen[event.job_id] = takes_seen.get(event.job_id, 0) + 1
+                        if takes_seen[event.job_id] == event.take_count:
+                            self.done[event.job_id] = time.time()
+
+    def summary(self) -> dict[str, float]:
+        latencies = sorted(self.done[j] - self.submitted[j] for j in self.done)
+        span = max(self.done.values()) - min(self.submitted.values())
+        return {"requests": len(latencies), "throughput_rps": round(len(latencies) / span, 4),
+                "p50_s": round(statistics.median(latencies), 2), "p95_s": round(_percentile(latencies, 0.95), 2),
+                "span_s": round(span, 1)}
 
 
-def through_redis(engine: MusicGen, url: str, n: int, duration: float) -> dict[str, float]:
-    queue = JobQueue.from_url(url, prefix=f"bench{os.getpid()}")
-    worker = Worker(queue, engine, WorkerOptions(batch_size=n, block_ms=200, consumer="bench"))
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def run_policy(musicgen: MusicGen, url: str, engine_factory: Callable[[], object], lengths: list[float],
+               gaps: list[float], tag: str) -> dict[str, float]:
+    queue = JobQueue.from_url(url, prefix=f"bench-{tag}-{os.getpid()}")
+    worker = Worker(queue, musicgen, engine_factory(), WorkerOptions(block_ms=200, consumer=f"bench-{tag}"))  # type: ignore[arg-type]
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
-    watcher = DoneWatcher(queue, "bench")
-
-    def request(i: int) -> TuneRequest:
-        return TuneRequest(prompt=CAPTIONS[i % len(CAPTIONS)], duration=duration, seed=i)
-
     try:
-        started = time.perf_counter()
-        for i in range(n):
-            job = queue.submit(request(i), ReplyTo(platform="bench"))
-            watcher.wait({job.job_id})
-        one_by_one = time.perf_counter() - started
-
-        first = len(worker.batches) + 1  # the last sequential batch may still be logging its report
-        started_wall, started = time.time(), time.perf_counter()
-        jobs = [queue.submit(request(i), ReplyTo(platform="bench")) for i in range(n)]
-        submitted_at = time.time()
-        watcher.wait({j.job_id for j in jobs})
-        together = time.perf_counter() - started
+        arrivals = Arrivals(queue, "bench")
+        arrivals.run(lengths, gaps, timeout_s=sum(gaps) + 3600)
+        return arrivals.summary()
     finally:
         stop.set()
-        thread.join(60)
+        thread.join(300)
         queue.close()
-    batches = [b for b in worker.batches[first - 1:] if b.claimed_at >= started_wall]
-    batch = batches[0]
-    done_seen = max(watcher.seen[j.job_id] for j in jobs)
-    submit_to_claim = max(0.0, batch.claimed_at - submitted_at) + (submitted_at - started_wall)
-    end_to_done = done_seen - batch.generate_ended_at - batch.finishing_s
-    return {
-        "one_by_one": one_by_one, "together": together, "batches": len(batches),
-        "rows_first_batch": batch.rows, "submit_to_claim": submit_to_claim, "end_to_done": end_to_done,
-        "finishing": batch.finishing_s, "model": sum(b.model_seconds for b in batches),
+
+
+def part_arrivals(musicgen: MusicGen, url: str, slots: int, lengths_choice: tuple[float, ...], requests: int,
+                  load: float, policies: list[str]) -> dict[str, object]:
+    options = EngineOptions(slots=slots, max_duration_s=max(lengths_choice) + 1)
+    factories: dict[str, Callable[[], object]] = {
+        "static-generate": lambda: ReferenceEngine(musicgen, options),
+        "static-engine": lambda: DecodeEngine(musicgen, EngineOptions(**{**options.__dict__, "static": True})),
+        "continuous": lambda: DecodeEngine(musicgen, options),
     }
+    rng = random.Random(7)
+    lengths = [rng.choice(lengths_choice) for _ in range(requests)]
+    # What static batching serves: one full batch of `slots` mixed requests, run to its longest.
+    batch = [TakeRequest(i, CAPTIONS[i % len(CAPTIONS)], i, musicgen.frames_for(lengths_choice[i % len(lengths_choice)]))
+             for i in range(slots)]
+    started = time.perf_counter()
+    make(ReferenceEngine(musicgen, options), batch)
+    capacity = slots / (time.perf_counter() - started)
+    rate = load * capacity
+    gaps = [rng.expovariate(rate) for _ in range(requests)]
+    gaps[0] = 0.0
+    print(f"\narrivals: {requests} requests of {'/'.join(f'{x:g}' for x in lengths_choice)} s, Poisson at "
+          f"{rate:.4f} req/s = {load:.0%} of static batching's {capacity:.4f} req/s ({slots} slots), through Redis:")
+    print(f"  {'policy':16} {'throughput':>12} {'p50':>9} {'p95':>9}")
+    results: dict[str, object] = {"capacity_rps": round(capacity, 4), "rate_rps": round(rate, 4), "slots": slots,
+                                  "lengths": lengths}
+    server = None
+    if not url:
+        server = RedisServer()
+        server.start()
+        url = server.url
+    try:
+        for policy in policies:
+            summary = run_policy(musicgen, url, factories[policy], lengths, gaps, policy)
+            results[policy] = summary
+            print(f"  {policy:16} {summary['throughput_rps']:>8.4f}/s {summary['p50_s']:>8.1f}s {summary['p95_s']:>8.1f}s")
+    finally:
+        if server:
+            server.cleanup()
+    if "continuous" in results and "static-generate" in results:
+        ours, base = results["continuous"], results["static-generate"]
+        print(f"  continuous vs static-generate: p95 {ours['p95_s'] / base['p95_s']:.2f}x, "  # type: ignore[index]
+              f"throughput {ours['throughput_rps'] / base['throughput_rps']:.2f}x")  # type: ignore[index]
+    return results
+
+
+# ---- gpu ----------------------------------------------------------------------------------
+def part_gpu(musicgen: MusicGen, steps: int) -> dict[str, object]:
+    out: dict[str, object] = {}
+    print(f"\nGPU ({_device_name(musicgen.device)}), ms per step ({steps} steps) and one 30 s take at batch 1:")
+    print(f"  {'':22} {'graphs on':>10} {'graphs off':>11} {'generate':>10}")
+    for batch in (1, 16):
+        on = engine_step_ms(musicgen, batch, steps, graphs=True)
+        off = engine_step_ms(musicgen, batch, steps, graphs=False)
+        hf = generate_step_ms(musicgen, batch, steps)
+        out[f"step_ms_batch{batch}"] = {"graphs_on": round(on, 3), "graphs_off": round(off, 3), "generate": round(hf, 3)}
+        print(f"  {f'step, batch {batch}':22} {on:>9.2f}ms {off:>10.2f}ms {hf:>9.2f}ms")
+    on, off = take_seconds(musicgen, 30.0, graphs=True), take_seconds(musicgen, 30.0, graphs=False)
+    out["take30_s"] = {"graphs_on": round(on, 3), "graphs_off": round(off, 3),
+                       "audio_s_per_wall_s": round(30.0 / on, 2)}
+    print(f"  {'30 s take, batch 1':22} {on:>10.2f}s {off:>10.2f}s   -> {30 / on:.1f} s of audio per wall second")
+    engine = DecodeEngine(musicgen, EngineOptions(slots=16))
+    started = time.perf_counter()
+    make(engine, [TakeRequest(i, CAPTIONS[i % 8], i, musicgen.frames_for(30)) for i in range(16)])
+    _sync(musicgen)
+    wall = time.perf_counter() - started
+    out["take30_batch16_s"] = round(wall, 2)
+    print(f"  16 takes of 30 s at once (no EnCodec): {wall:.2f} s -> {16 * 30 / wall:.1f} s of audio per wall second")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["small", "tiny"], default="small", help="model shape (default: %(default)s)")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds of audio per request (default: %(default)s)")
-    parser.add_argument("--requests", type=int, default=8, help="concurrent requests (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto… (default: %(default)s)")
-    parser.add_argument("--mixed", action="store_true",
-                        help="instead: compare padding mixed lengths into one call with one call per length")
-    parser.add_argument("--redis-url", help="use this Redis (default: start a throwaway redis-server)")
+    parser.add_argument("--part", action="append", choices=["steps", "long", "arrivals", "gpu"],
+                        help="run only these parts (repeatable; default: steps, long, arrivals; gpu on CUDA)")
+    parser.add_argument("--requests", type=int, default=24, help="arrivals: how many requests (default: %(default)s)")
+    parser.add_argument("--load", type=float, default=0.8, help="arrivals: share of static capacity (default: %(default)s)")
+    parser.add_argument("--policies", default="static-generate,static-engine,continuous",
+                        help="arrivals: which policies, comma-separated (default: %(default)s)")
+    parser.add_argument("--redis-url", default="", help="arrivals: use this Redis (default: start a throwaway one)")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    # The queue validates durations of 5 s and up; the benchmark goes below on purpose.
-    engine = _engine(args.size, args.device)
-    engine.generate([Row("warm up", 0, 0.5)])
-    n, duration = args.requests, args.duration
-    if args.mixed:
-        short, long = duration / 2, duration * 1.5
-        padded, grouped = mixed_lengths(engine, short, long, n)
-        print(f"\n{n // 2} rows of {short:g} s + {n - n // 2} rows of {long:g} s:")
-        print(f"  one call, padded to {long:g} s and trimmed  {padded:8.2f} s   baseline")
-        print(f"  one call per length                 {grouped:8.2f} s   {padded / grouped:.2f}x the padded throughput")
-        return 0
+    cuda = pick_device(args.device).startswith("cuda")
+    parts = args.part or (["gpu", "arrivals"] if cuda else ["steps", "long", "arrivals"])
+    musicgen = load(args.size, args.device)
+    figures: dict[str, object] = {"size": args.size, "device": _device_name(musicgen.device),
+                                  "dtype": str(musicgen.dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
+    def save() -> None:
+        if args.json:
+            with open(args.json, "w") as out:
+                json.dump(figures, out, indent=2)
 
-    seq, bat = bare(engine, n, duration)
-    print(f"\nbare generate, {n} requests of {duration:g} s:")
-    print(f"  one call each     {seq:8.2f} s  {n / seq:6.3f} req/s")
-    print(f"  one call, {n} rows  {bat:8.2f} s  {n / bat:6.3f} req/s   ratio {seq / bat:.2f}x")
-
-    server = None
-    url = args.redis_url
-    if url is None:
-        server = RedisServer()
-        server.start()
-        url = server.url
-    try:
-        r = through_redis(engine, url, n, duration)
-    finally:
-        if server:
-            server.cleanup()
-    print(f"\nthrough Redis + batching worker, {n} requests of {duration:g} s (MP3s in Redis, done events read):")
-    print(f"  one at a time     {r['one_by_one']:8.2f} s  {n / r['one_by_one']:6.3f} req/s")
-    print(f"  all together      {r['together']:8.2f} s  {n / r['together']:6.3f} req/s   ratio "
-          f"{r['one_by_one'] / r['together']:.2f}x  ({r['batches']:.0f} batch(es), {r['rows_first_batch']:.0f} rows in the first)")
-    overhead = r["submit_to_claim"] + r["end_to_done"]
-    print("\nqueue overhead in the batched run:")
-    print(f"  submit -> claim           {r['submit_to_claim'] * 1000:8.1f} ms  (the batch window waits up to {WorkerOptions().batch_window_ms} ms for more jobs)")
-    print(f"  generate end -> done seen {r['end_to_done'] * 1000:8.1f} ms  (without {r['finishing'] * 1000:.0f} ms of loudness + MP3)")
-    print(f"  share of total            {overhead / r['together'] * 100:8.2f} %")
-    print(f"  end-to-end vs bare batched: {bat / r['together']:.2f} of the bare throughput")
+    if "steps" in parts:
+        figures["steps"] = part_steps(musicgen, (1, 16) if cuda else (1, 4, 8), 200 if cuda else 30)
+        save()
+    if "long" in parts:
+        figures["long"] = part_long(musicgen, 30.0, 120.0)
+        save()
+    if "gpu" in parts:
+        figures["gpu"] = part_gpu(musicgen, 200)
+        save()
+    if "arrivals" in parts:
+        lengths = (10.0, 20.0, 30.0) if cuda else (2.0, 4.0, 6.0)
+        figures["arrivals"] = part_arrivals(musicgen, args.redis_url, 16 if cuda else 8, lengths, args.requests,
+                                            args.load, args.policies.split(","))
+    save()
+    if args.json:
+        print(f"\nwrote {args.json}")
     return 0
 
 

@@ -49,13 +49,14 @@ def build_parser(settings: Settings, command: str | None = None) -> argparse.Arg
     _add_request_options(gen)
 
     work = sub.add_parser("worker", help="run a GPU worker that takes jobs from Redis",
-                          description="Claim jobs from Redis in batches and generate them. SIGTERM stops "
-                                      "claiming, finishes the batch in hand and exits; a second SIGTERM "
-                                      "exits at once and the jobs it held are re-claimed by another worker.")
+                          description="Claim jobs from Redis and make them with the decode engine: every "
+                                      "take in flight is decoded together, one step at a time, and a new "
+                                      "job joins as soon as a slot is free. SIGTERM stops claiming, hands "
+                                      "back jobs not yet started, finishes the takes in hand and exits; a "
+                                      "second SIGTERM exits at once and the jobs it held are re-claimed by "
+                                      "another worker after the visibility timeout.")
     _add_model_options(work, settings)
     work.add_argument("--redis-url", default=settings.redis_url, help=f"{_env('redis_url')} default: {redacted_url(settings.redis_url)}")
-    work.add_argument("--batch-size", type=int, default=settings.batch_size,
-                      help=f"most rows (takes) per generate call {_env('batch_size')} default: %(default)s")
 
     submit = sub.add_parser("submit", help="queue a job through Redis, optionally wait for the MP3s",
                             description="Enqueue a job as the 'cli' platform: how an operator checks a "
@@ -90,6 +91,12 @@ def _add_model_options(parser: argparse.ArgumentParser, settings: Settings) -> N
                         help=f"hub id or local directory {_env('model')} default: %(default)s")
     parser.add_argument("--device", default=settings.device,
                         help=f"auto (cuda, then mps, then cpu), cuda, cuda:1, cpu… {_env('device')} default: %(default)s")
+    parser.add_argument("--engine", choices=("continuous", "hf"), default=settings.engine,
+                        help="continuous: our decode engine (slots, long tracks, CUDA graphs); hf: transformers' "
+                             f"generate, one batch run to its end, 30 s at most {_env('engine')} default: %(default)s")
+    parser.add_argument("--max-batch", type=int, default=settings.max_batch,
+                        help=f"takes decoded at once (slots); 0 = 8 on CPU, 16 on CUDA {_env('max_batch')} "
+                             "default: %(default)s")
 
 
 def _add_request_options(parser: argparse.ArgumentParser) -> None:
@@ -129,9 +136,9 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from pipeline.audio import encode_mp3, master
     from pipeline.brief import brief_from_tags
-    from worker.musicgen import Row
+    from worker.engine import TakeRequest, make
+    from worker.loop import render_take
 
     request = _request(args, settings)
     if request.mode == "text":
@@ -143,25 +150,31 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         brief = brief_from_tags(request)
     print(f"caption: {brief.caption}")
-    engine = _load_engine(args)
-    if engine is None:
+    musicgen = _load_model(args)
+    if musicgen is None:
         return 2
+    engine = _build_engine(musicgen, args, settings, slots=request.takes)
     seeds = [request.seed + i if request.seed is not None else int(np.random.randint(2**31)) for i in range(request.takes)]
-    rows = [Row(brief.caption, seed, request.duration) for seed in seeds]
+    frames = musicgen.frames_for(request.duration)
+    takes = [TakeRequest(index, brief.caption, seed, frames) for index, seed in enumerate(seeds)]
     with tqdm(total=100, unit="%", desc="generating", disable=None) as bar:
-        def progress(fraction: float) -> None:
-            bar.update(int(fraction * 100) - bar.n)
-        generated = engine.generate(rows, guidance_scale=settings.guidance_scale, top_k=settings.top_k, progress=progress)
-    for path, seed, samples in zip(take_paths(args.output, request.takes), seeds, generated.audio):
-        encoded = encode_mp3(master(samples, generated.sample_rate), generated.sample_rate,
-                             max_bytes=settings.max_upload_bytes)
+        def progress() -> None:
+            done = sum(engine.progress(take.key) for take in takes) / len(takes)
+            bar.update(int(done * 100) - bar.n)
+        engine.on_step = progress
+        finished = make(engine, takes)
+    for path, seed, take in zip(take_paths(args.output, request.takes), seeds, finished):
+        if take.error:
+            print(f"error: take with seed {seed} failed: {take.error}", file=sys.stderr)
+            return 1
+        encoded = render_take(musicgen, take, max_bytes=settings.max_upload_bytes)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(encoded.data)
         print(f"wrote {path} ({encoded.duration_s:.1f} s, seed {seed}, {encoded.bitrate_kbps} kbps)")
     return 0
 
 
-def _load_engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load_model(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from worker.musicgen import ModelLoadError, MusicGen
 
     try:
@@ -169,6 +182,17 @@ def _load_engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     except ModelLoadError as error:
         print(f"error: {error}", file=sys.stderr)
         return None
+
+
+def _build_engine(musicgen, args: argparse.Namespace, settings: Settings, *, slots: int | None = None):  # type: ignore[no-untyped-def]
+    """The engine ``--engine`` names, with ``--max-batch`` slots (or ``slots``, for ``generate``)."""
+    from worker.engine import DecodeEngine, EngineOptions, ReferenceEngine
+
+    default = 16 if musicgen.device.startswith("cuda") else 8
+    options = EngineOptions(slots=slots or args.max_batch or default, guidance_scale=settings.guidance_scale,
+                            top_k=settings.top_k, max_duration_s=settings.max_duration,
+                            cuda_graphs=settings.cuda_graphs)
+    return (ReferenceEngine if args.engine == "hf" else DecodeEngine)(musicgen, options)
 
 
 def _load_analyser():  # type: ignore[no-untyped-def]
@@ -186,28 +210,28 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from worker.loop import Worker, WorkerOptions
     from worker.queue import JobQueue
 
-    engine = _load_engine(args)
-    if engine is None:
+    musicgen = _load_model(args)
+    if musicgen is None:
         return 2
     analyser = _load_analyser()
     if analyser is None:
         return 2
+    engine = _build_engine(musicgen, args, settings)
     queue = JobQueue.from_settings(settings, url=args.redis_url)
-    options = WorkerOptions(batch_size=args.batch_size, batch_window_ms=settings.batch_window_ms, guidance_scale=settings.guidance_scale,
-                            top_k=settings.top_k, max_upload_bytes=settings.max_upload_bytes)
+    options = WorkerOptions(max_upload_bytes=settings.max_upload_bytes)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         if stop.is_set():
             log.warning("second signal: exiting now; held jobs return to the queue after the visibility timeout")
             raise SystemExit(1)
-        log.info("signal %d: finishing the batch in hand, then exiting", signum)
+        log.info("signal %d: finishing the takes in hand, then exiting", signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     with queue:
-        Worker(queue, engine, options, analyser=analyser).run(stop)
+        Worker(queue, musicgen, engine, options, analyser=analyser).run(stop)
     return 0
 
 

@@ -1,31 +1,45 @@
-"""The worker loop: claim a batch, brief each job, generate all takes in one call, finish
-and encode the audio, publish the results.
+"""The worker: jobs from Redis in, takes through the decode engine, MP3s and events out.
 
-A request with N takes is N rows of the batch. When the batched call fails, each job is run
-alone so that one poison job can't sink the others; a job that fails alone is retried, then
-dead-lettered with a ``failed`` event the user sees.
+Three threads, each with one job:
+
+- **intake** claims jobs while the engine has room, briefs them (text analysis runs here,
+  never between decode steps), publishes ``started`` and hands them to the decode loop. It
+  also keeps the lease of every job the worker holds fresh, so a long track is never taken
+  over by another worker while this one is alive, and notices jobs finished elsewhere
+  (cancelled by an operator, or done by a worker that took over) so their takes stop.
+- **decode** (the caller's thread) admits takes and runs the engine one step at a time;
+  a take that finishes is handed on at once while the other slots keep decoding.
+- **output** turns a take's tokens into audio (EnCodec), masters and encodes it, stores it
+  and, once a job's last take is stored, publishes its ``done`` events and acknowledges it.
+
+A job whose take fails is retried (then dead-lettered) alone; the rest keep going.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue as queues
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from pipeline.analysis import AnalysisError
-from pipeline.audio import Mastering, encode_mp3, master
+from pipeline.audio import EncodedAudio, Mastering, encode_mp3, master
 from pipeline.brief import brief_from_tags
 from pipeline.models import Brief, TuneRequest
-from worker.musicgen import Generated, MusicGen, Row
+from worker.engine import DecodeEngine, FinishedTake, ReferenceEngine, TakeRequest
+from worker.musicgen import MusicGen
 from worker.queue import Delivery, Event, JobQueue, Take
+from worker.tokens import codes_to_bytes
 
 log = logging.getLogger("textunes.worker")
 
-PROGRESS_STEP = 0.1  # publish progress at least every 10 % of decoding steps
+PROGRESS_STEP = 0.1  # publish progress at least every 10 % of a job's decoding
 
 
 class Analyser(Protocol):
@@ -38,39 +52,62 @@ class UserError(ValueError):
 
 @dataclass
 class WorkerOptions:
-    batch_size: int = 8
-    guidance_scale: float = 3.0
-    top_k: int = 250
     max_upload_bytes: int = 10 * 1024 * 1024
-    block_ms: int = 2000
-    batch_window_ms: int = 50  # after the first job arrives, wait this long for more to batch
+    block_ms: int = 1000  # how long an idle worker blocks waiting for a job
     mastering: Mastering = field(default_factory=Mastering)
     consumer: str = field(default_factory=lambda: f"worker-{socket.gethostname()}-{os.getpid()}")
 
 
 @dataclass
-class BatchReport:
-    """What one batch did, with wall-clock marks (time.time()) for the benchmark."""
+class WorkerStats:
+    """Running totals, for the log, the benchmark and metrics."""
 
-    jobs: int
-    rows: int
-    model_seconds: float
-    failed: list[str]
-    claimed_at: float = 0.0
-    generate_ended_at: float = 0.0
-    finishing_s: float = 0.0  # loudness, fades and MP3 encoding, all takes
-    published_at: float = 0.0
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    takes_done: int = 0
+    audio_seconds: float = 0.0
+    output_seconds: float = 0.0  # EnCodec, mastering, MP3 encoding and storing
+
+
+@dataclass
+class _Job:
+    delivery: Delivery
+    brief: Brief
+    stored: dict[int, Take] = field(default_factory=dict)
+    failed: bool = False
+    reported: float = 0.0  # the last progress published
+
+    @property
+    def job_id(self) -> str:
+        return self.delivery.job.job_id
+
+    def keys(self) -> list[tuple[str, int]]:
+        return [(self.job_id, index) for index in range(1, len(self.delivery.job.seeds) + 1)]
+
+
+def render_take(musicgen: MusicGen, finished: FinishedTake, mastering: Mastering = Mastering(), *,
+                max_bytes: int) -> EncodedAudio:
+    """A finished take as a mastered MP3 that fits ``max_bytes``."""
+    audio = finished.audio if finished.codes is None else musicgen.decode_audio(finished.codes)
+    rate = musicgen.sample_rate
+    return encode_mp3(master(np.asarray(audio, dtype=np.float32), rate, mastering), rate, max_bytes=max_bytes)
 
 
 class Worker:
-    def __init__(self, queue: JobQueue, engine: MusicGen, options: WorkerOptions = WorkerOptions(),
-                 analyser: Analyser | None = None) -> None:
+    def __init__(self, queue: JobQueue, musicgen: MusicGen, engine: DecodeEngine | ReferenceEngine,
+                 options: WorkerOptions = WorkerOptions(), analyser: Analyser | None = None) -> None:
         self.queue = queue
+        self.musicgen = musicgen
         self.engine = engine
         self.options = options
         self._analyser = analyser
-        self.batches: list[BatchReport] = []
-        self._timing = BatchReport(0, 0, 0.0, [])
+        self.stats = WorkerStats()
+        self._jobs: dict[str, _Job] = {}  # held: claimed and not yet completed or failed
+        self._lock = threading.Lock()
+        self._briefed: queues.Queue[_Job] = queues.Queue()
+        self._finished: queues.Queue[tuple[_Job, int, FinishedTake] | None] = queues.Queue()
+        self._to_discard: queues.Queue[_Job] = queues.Queue()  # jobs whose takes the engine must drop
+        self._room = engine.slots
 
     @property
     def analyser(self) -> Analyser:
@@ -81,89 +118,168 @@ class Worker:
             self._analyser = Embedded.load(AnalysisConfig.from_env())
         return self._analyser
 
+    # ---- the decode thread -------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
-        """Claim and run batches until ``stop`` is set; the batch in hand is always finished."""
-        log.info("worker %s waiting for jobs (batch size %d)", self.options.consumer, self.options.batch_size)
+        """Work until ``stop`` is set, then finish the takes in the engine, hand back jobs
+        not yet started, and return."""
+        log.info("worker %s waiting for jobs (%d slots, %s)", self.options.consumer, self.engine.slots,
+                 type(self.engine).__name__)
+        intake = threading.Thread(target=self._intake, args=(stop,), name="textunes-intake", daemon=True)
+        output = threading.Thread(target=self._output, name="textunes-output", daemon=True)
+        intake.start()
+        output.start()
+        self.engine.on_step = self._report_progress
+        try:
+            while not (stop.is_set() and not self.engine.busy):
+                self._admit(accept=not stop.is_set())
+                self._discard_dropped()
+                if self.engine.busy:
+                    for finished in self.engine.step():
+                        self._take_done(finished)
+                else:
+                    self._wait_for_work(stop)
+                self._room = max(0, self.engine.room() - self._briefed.qsize())
+        finally:
+            self.engine.on_step = lambda: None
+            intake.join(timeout=30)
+            self._release_unstarted()
+            self._finished.put(None)
+            output.join()
+        log.info("worker %s stopped", self.options.consumer)
+
+    def _admit(self, *, accept: bool) -> None:
+        while True:
+            try:
+                job = self._briefed.get_nowait()
+            except queues.Empty:
+                return
+            if not accept:
+                self._briefed.put(job)
+                return
+            self._start(job)
+
+    def _start(self, job: _Job) -> None:
+        request = job.delivery.job.request
+        frames = self.musicgen.frames_for(request.duration)
+        try:
+            for (job_id, index), seed in zip(job.keys(), job.delivery.job.seeds):
+                self.engine.add(TakeRequest((job_id, index), job.brief.caption, seed, frames))
+        except ValueError as error:
+            self.engine.discard(job.keys())
+            self._abandon(job)
+            self._fail_now(job.delivery, f"This worker can't make that track: {error}.")
+
+    def _wait_for_work(self, stop: threading.Event) -> None:
+        try:
+            job = self._briefed.get(timeout=0.2)
+        except queues.Empty:
+            return
+        if stop.is_set():
+            self._briefed.put(job)
+        else:
+            self._start(job)
+
+    def _take_done(self, finished: FinishedTake) -> None:
+        job_id, index = finished.key  # type: ignore[misc]
+        job = self._jobs.get(job_id)
+        if job is None or job.failed:
+            return
+        if finished.error:
+            log.error("job %s: take %d failed: %s", job_id, index, finished.error)
+            self.engine.discard(job.keys())
+            self._abandon(job)
+            self._retry(job.delivery, finished.error)
+            return
+        self._finished.put((job, index, finished))
+
+    def _report_progress(self) -> None:
+        for job in list(self._jobs.values()):
+            keys = job.keys()
+            fraction = sum(self.engine.progress(key) for key in keys) / len(keys)
+            if fraction >= job.reported + PROGRESS_STEP - 1e-9 and fraction < 1.0:
+                job.reported = fraction
+                self.queue.publish(Event(type="progress", job_id=job.job_id, reply_to=job.delivery.job.reply_to,
+                                         caption=job.brief.caption, progress=round(fraction, 3)))
+
+    def _discard_dropped(self) -> None:
+        while True:
+            try:
+                job = self._to_discard.get_nowait()
+            except queues.Empty:
+                return
+            self.engine.discard(job.keys())
+
+    def _release_unstarted(self) -> None:
+        unstarted = []
+        while True:
+            try:
+                unstarted.append(self._briefed.get_nowait())
+            except queues.Empty:
+                break
+        if unstarted:
+            self.queue.release([job.delivery for job in unstarted])
+            for job in unstarted:
+                self._abandon(job)
+            log.info("handed %d job(s) not yet started back to the queue", len(unstarted))
+
+    # ---- the intake thread ---------------------------------------------------------------
+    def _intake(self, stop: threading.Event) -> None:
+        keep_alive_every = max(0.2, min(self.queue.visibility_timeout_s / 3, 10.0))
+        next_keep_alive = time.monotonic() + keep_alive_every
         while not stop.is_set():
             try:
-                deliveries = self._claim_batch()
+                if time.monotonic() >= next_keep_alive:
+                    self._keep_alive()
+                    next_keep_alive = time.monotonic() + keep_alive_every
+                room = self._room
+                if room <= 0:
+                    stop.wait(0.05)
+                    continue
+                block = self.options.block_ms if not self.engine.busy else min(self.options.block_ms, 200)
+                for delivery in self.queue.claim(self.options.consumer, room, block_ms=block):
+                    self._brief_and_hand_over(delivery)
             except Exception:
                 log.exception("claiming jobs failed; retrying in 1 s")
                 stop.wait(1.0)
-                continue
-            if not deliveries:
-                continue
-            try:
-                self.run_batch(deliveries)
-            except Exception:  # Redis went away mid-batch: the jobs stay pending and are re-claimed
-                log.exception("batch of jobs %s broke off; they will be retried after the visibility timeout",
-                              ", ".join(d.job.job_id for d in deliveries))
-                stop.wait(1.0)
-        log.info("worker %s stopped", self.options.consumer)
 
-    def _claim_batch(self) -> list[Delivery]:
-        """Block for the first job, then gather what else arrives within the batch window."""
-        size = self.options.batch_size
-        deliveries = self.queue.claim(self.options.consumer, size, block_ms=self.options.block_ms)
-        deadline = time.monotonic() + self.options.batch_window_ms / 1000
-        while deliveries and len(deliveries) < size:
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:
-                break
-            more = self.queue.claim(self.options.consumer, size - len(deliveries), block_ms=remaining_ms)
-            if not more:
-                break
-            deliveries += more
-        return deliveries
-
-    def run_batch(self, deliveries: list[Delivery]) -> BatchReport:
-        self._timing = BatchReport(len(deliveries), 0, 0.0, [], claimed_at=time.time())
-        briefed: list[tuple[Delivery, Brief]] = []
-        failed: list[str] = []
-        for delivery in deliveries:
-            try:
-                brief = self._brief(delivery.job.request)
-            except UserError as error:
-                self._fail_now(delivery, str(error))
-                failed.append(delivery.job.job_id)
-                continue
-            except Exception as error:
-                log.exception("job %s: analysis failed", delivery.job.job_id)
-                self._retry(delivery, f"analysis failed: {type(error).__name__}")
-                failed.append(delivery.job.job_id)
-                continue
-            self.queue.publish(Event(
-                type="started", job_id=delivery.job.job_id, reply_to=delivery.job.reply_to,
-                caption=brief.caption, brief=brief.to_dict() if delivery.job.request.mode == "text" else None,
-            ))
-            briefed.append((delivery, brief))
-        generated = None
-        if briefed:
-            more_failed, generated = self._generate_and_publish(briefed)
-            failed += more_failed
-        report = self._timing
-        report.failed = failed
-        report.published_at = time.time()
-        if generated is not None:
-            report.rows, report.model_seconds = len(generated.audio), generated.model_seconds
-        self.batches.append(report)
-        return report
-
-    def _generate_and_publish(self, briefed: list[tuple[Delivery, Brief]]) -> tuple[list[str], Generated | None]:
-        """Returns the ids of jobs that failed, and the batch's output if the batched call worked."""
+    def _brief_and_hand_over(self, delivery: Delivery) -> None:
+        job_id = delivery.job.job_id
         try:
-            generated = self._generate(briefed)
-        except Exception:
-            if len(briefed) > 1:
-                log.exception("batch of %d jobs failed; running each alone to find the cause", len(briefed))
-                return [job_id for pair in briefed for job_id in self._generate_and_publish([pair])[0]], None
-            delivery = briefed[0][0]
-            log.exception("job %s: generation failed", delivery.job.job_id)
-            self._retry(delivery, "generation failed")
-            return [delivery.job.job_id], None
-        return self._publish_results(briefed, generated), generated
+            brief = self._brief(delivery.job.request)
+        except UserError as error:
+            self._fail_now(delivery, str(error))
+            return
+        except Exception as error:
+            log.exception("job %s: analysis failed", job_id)
+            self._retry(delivery, f"analysis failed: {type(error).__name__}")
+            return
+        job = _Job(delivery, brief)
+        with self._lock:
+            self._jobs[job_id] = job
+        self.queue.publish(Event(
+            type="started", job_id=job_id, reply_to=delivery.job.reply_to, caption=brief.caption,
+            brief=brief.to_dict() if delivery.job.request.mode == "text" else None,
+        ))
+        self._briefed.put(job)
+        self._room -= 1
 
-    # ---- steps ------------------------------------------------------------------------
+    def _keep_alive(self) -> None:
+        with self._lock:
+            held = list(self._jobs.values())
+        if not held:
+            return
+        lost = set(self.queue.keep_alive(self.options.consumer, [job.delivery for job in held]))
+        finished = self.queue.completed([job.job_id for job in held])
+        for job in held:
+            if job.job_id in finished or job.delivery.entry_id in lost:
+                log.info("job %s: %s; stopping its takes", job.job_id,
+                         "finished elsewhere (cancelled, or done by a worker that took it over)"
+                         if job.job_id in finished else "taken over by another worker")
+                if job.job_id in finished and job.delivery.entry_id not in lost:
+                    self.queue.acknowledge(job.delivery)
+                self._abandon(job)
+                self._to_discard.put(job)
+
     def _brief(self, request: TuneRequest) -> Brief:
         if request.mode != "text":
             return brief_from_tags(request)
@@ -172,68 +288,67 @@ class Worker:
         except AnalysisError as error:
             raise UserError(str(error)) from error
 
-    def _generate(self, briefed: list[tuple[Delivery, Brief]]) -> Generated:
-        rows = [
-            Row(caption=brief.caption, seed=seed, duration_s=delivery.job.request.duration)
-            for delivery, brief in briefed
-            for seed in delivery.job.seeds
-        ]
-        next_report = [PROGRESS_STEP]
-
-        def progress(fraction: float) -> None:
-            if fraction + 1e-9 < next_report[0]:
+    # ---- the output thread ---------------------------------------------------------------
+    def _output(self) -> None:
+        while True:
+            item = self._finished.get()
+            if item is None:
                 return
-            next_report[0] = (int(fraction / PROGRESS_STEP) + 1) * PROGRESS_STEP
-            for delivery, brief in briefed:
-                self.queue.publish(Event(type="progress", job_id=delivery.job.job_id,
-                                         reply_to=delivery.job.reply_to, caption=brief.caption,
-                                         progress=round(min(fraction, 1.0), 3)))
-
-        generated = self.engine.generate(rows, guidance_scale=self.options.guidance_scale,
-                                         top_k=self.options.top_k, progress=progress)
-        self._timing.generate_ended_at = time.time()
-        return generated
-
-    def _publish_results(self, briefed: list[tuple[Delivery, Brief]], generated: Generated) -> list[str]:
-        failed: list[str] = []
-        batch_rows = len(generated.audio)
-        first_row = 0
-        for delivery, brief in briefed:
-            job = delivery.job
-            takes: list[Take] = []
-            rows = generated.audio[first_row: first_row + len(job.seeds)]
-            first_row += len(job.seeds)
-            try:
-                for index, (seed, samples) in enumerate(zip(job.seeds, rows), start=1):
-                    started = time.perf_counter()
-                    audio = master(samples, generated.sample_rate, self.options.mastering)
-                    encoded = encode_mp3(audio, generated.sample_rate, max_bytes=self.options.max_upload_bytes)
-                    self._timing.finishing_s += time.perf_counter() - started
-                    key = self.queue.store_audio(job.job_id, index, encoded.data)
-                    takes.append(Take(index=index, seed=seed, duration=round(encoded.duration_s, 3), audio_key=key,
-                                      bitrate_kbps=encoded.bitrate_kbps, size_bytes=len(encoded.data)))
-            except Exception as error:
-                log.exception("job %s: finishing audio failed", job.job_id)
-                self._retry(delivery, f"audio post-processing failed: {type(error).__name__}")
-                failed.append(job.job_id)
+            job, index, finished = item
+            if job.failed:
                 continue
-            first = self.queue.complete(delivery, *(
-                Event(type="done", job_id=job.job_id, reply_to=job.reply_to, caption=brief.caption, take=take,
-                      take_count=len(takes), brief=brief.to_dict() if job.request.mode == "text" else None)
-                for take in takes
-            ))
-            log.info(
-                "job %s platform=%s duration=%.1fs takes=%d batch=%d rows model=%.2fs waited=%.2fs%s",
-                job.job_id, job.reply_to.platform, job.request.duration, len(takes), batch_rows,
-                generated.model_seconds, time.time() - job.created_at, "" if first else " (already done elsewhere)",
-            )
-        return failed
+            try:
+                self._store(job, index, finished)
+            except Exception as error:
+                log.exception("job %s: making the audio of take %d failed", job.job_id, index)
+                self._abandon(job)
+                self._to_discard.put(job)
+                self._retry(job.delivery, f"audio post-processing failed: {type(error).__name__}")
+                continue
+            if len(job.stored) == len(job.delivery.job.seeds):
+                self._complete(job)
+
+    def _store(self, job: _Job, index: int, finished: FinishedTake) -> None:
+        started = time.perf_counter()
+        encoded = render_take(self.musicgen, finished, self.options.mastering, max_bytes=self.options.max_upload_bytes)
+        job_id, seed = job.job_id, job.delivery.job.seeds[index - 1]
+        key = self.queue.store_audio(job_id, index, encoded.data)
+        tokens_key = self.queue.store_tokens(job_id, index, codes_to_bytes(finished.codes)) if finished.codes is not None else ""
+        job.stored[index] = Take(index=index, seed=seed, duration=round(encoded.duration_s, 3), audio_key=key,
+                                 bitrate_kbps=encoded.bitrate_kbps, size_bytes=len(encoded.data), tokens_key=tokens_key)
+        self.stats.output_seconds += time.perf_counter() - started
+
+    def _complete(self, job: _Job) -> None:
+        delivery, brief = job.delivery, job.brief
+        takes = [job.stored[i] for i in sorted(job.stored)]
+        first = self.queue.complete(delivery, *(
+            Event(type="done", job_id=job.job_id, reply_to=delivery.job.reply_to, caption=brief.caption, take=take,
+                  take_count=len(takes), brief=brief.to_dict() if delivery.job.request.mode == "text" else None)
+            for take in takes
+        ))
+        self._abandon(job, done=True)
+        self.stats.jobs_done += 1
+        self.stats.takes_done += len(takes)
+        self.stats.audio_seconds += sum(t.duration for t in takes)
+        request = delivery.job.request
+        log.info("job %s platform=%s duration=%.1fs takes=%d slots=%d/%d waited=%.2fs%s",
+                 job.job_id, delivery.job.reply_to.platform, request.duration, len(takes), self.engine.running,
+                 self.engine.slots, time.time() - delivery.job.created_at, "" if first else " (already done elsewhere)")
+
+    # ---- failing ------------------------------------------------------------------------
+    def _abandon(self, job: _Job, *, done: bool = False) -> None:
+        """Stop holding ``job``: later results for it are ignored (unless it is ``done``)."""
+        job.failed = not done
+        with self._lock:
+            self._jobs.pop(job.job_id, None)
 
     def _retry(self, delivery: Delivery, reason: str) -> None:
+        self.stats.jobs_failed += 1
         if self.queue.retry_or_fail(delivery, reason):
             log.error("job %s: dead-lettered after %d attempts: %s", delivery.job.job_id, self.queue.max_deliveries, reason)
 
     def _fail_now(self, delivery: Delivery, message: str) -> None:
         log.info("job %s: refused: %s", delivery.job.job_id, message)
+        self.stats.jobs_failed += 1
         self.queue.complete(delivery, Event(type="failed", job_id=delivery.job.job_id,
-                                          reply_to=delivery.job.reply_to, error=message))
+                                            reply_to=delivery.job.reply_to, error=message))

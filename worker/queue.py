@@ -7,13 +7,16 @@ Streams and keys (``P`` is the prefix, ``textunes`` by default):
 - ``P:events:<platform>`` queued / started / progress / done / failed; group ``frontends``
 - ``P:job:<id>``          the job record (JSON), kept as long as its audio
 - ``P:audio:<id>:<n>``    MP3 bytes of take ``n``, with a TTL (24 h by default)
+- ``P:tokens:<id>:<n>``   the tokens of take ``n`` (``worker.tokens``), kept as long as its audio
 - ``P:msg:<platform>:<message>`` -> job id, so a 🔁 on a posted message finds its request
 - ``P:done:<id>``         written once, atomically with the ``done``/``failed`` event: a job
                           finished twice (a slow worker thought dead) still gets one event
 - ``P:posted:<id>:<what>`` a frontend's record that it already posted something
 
 Delivery is at-least-once: a worker acknowledges a job only after its result is published;
-a dead worker's jobs are taken over with XAUTOCLAIM once idle past ``visibility_timeout``.
+while it works on a job it keeps the job's idle time fresh (``keep_alive``), so only a dead
+worker's jobs are taken over with XAUTOCLAIM once idle past ``visibility_timeout``. A job
+whose ``done`` key is set (finished elsewhere, or cancelled) is acknowledged and skipped.
 Everything on the wire is JSON, never pickle.
 """
 
@@ -81,6 +84,7 @@ class Take:
     audio_key: str
     bitrate_kbps: int
     size_bytes: int
+    tokens_key: str = ""  # where the take's tokens are kept ("" when they weren't)
 
 
 @dataclass
@@ -131,6 +135,22 @@ if first then return 1 else return 0 end
 """
 
 
+# Refresh the idle time of pending entries, but only those this consumer still owns (a
+# worker thought dead whose job was taken over must not take it back).
+_KEEP_ALIVE = """
+local lost = {}
+for i = 3, #ARGV do
+  local entry = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if entry[1] and entry[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  else
+    table.insert(lost, ARGV[i])
+  end
+end
+return lost
+"""
+
+
 class JobQueue:
     """Submit, claim, finish and follow TexTuneS jobs on one Redis server."""
 
@@ -153,6 +173,7 @@ class JobQueue:
         self.jobs_stream = f"{prefix}:jobs"
         self.dead_stream = f"{prefix}:jobs:dead"
         self._finish_once = client.register_script(_FINISH_ONCE)
+        self._keep_alive = client.register_script(_KEEP_ALIVE)
         self._groups_made: set[tuple[str, str]] = set()
         self._backlog_read: set[str] = set()
 
@@ -185,6 +206,12 @@ class JobQueue:
 
     def audio_key(self, job_id: str, take: int) -> str:
         return f"{self.prefix}:audio:{job_id}:{take}"
+
+    def tokens_key(self, job_id: str, take: int) -> str:
+        return f"{self.prefix}:tokens:{job_id}:{take}"
+
+    def _done_key(self, job_id: str) -> str:
+        return f"{self.prefix}:done:{job_id}"
 
     def _ensure_group(self, stream: str, group: str) -> None:
         if (stream, group) in self._groups_made:
@@ -337,7 +364,9 @@ class JobQueue:
                 self.redis.xack(self.jobs_stream, WORKER_GROUP, entry_id)
                 continue
             delivery = Delivery(Job.from_json(fields[b"job"]), _text(entry_id), self._times_delivered(entry_id))
-            if delivery.deliveries + delivery.job.attempt - 1 > self.max_deliveries:
+            if self.redis.exists(self._done_key(delivery.job.job_id)):
+                self.acknowledge(delivery)
+            elif delivery.deliveries + delivery.job.attempt - 1 > self.max_deliveries:
                 self.dead_letter(delivery, "the worker stopped while making this track, too many times")
             else:
                 deliveries.append(delivery)
@@ -346,10 +375,36 @@ class JobQueue:
                 WORKER_GROUP, consumer, {self.jobs_stream: ">"},
                 count=count - len(deliveries), block=None if deliveries else block_ms,
             )
-            for _, entries in read or []:
-                for entry_id, fields in entries:
-                    deliveries.append(Delivery(Job.from_json(fields[b"job"]), _text(entry_id)))
+            fresh = [Delivery(Job.from_json(fields[b"job"]), _text(entry_id))
+                     for _, entries in read or [] for entry_id, fields in entries]
+            finished = self.completed([d.job.job_id for d in fresh])
+            for delivery in fresh:
+                if delivery.job.job_id in finished:  # cancelled while it waited
+                    self.acknowledge(delivery)
+                else:
+                    deliveries.append(delivery)
         return deliveries
+
+    def keep_alive(self, consumer: str, deliveries: list[Delivery]) -> list[str]:
+        """Reset the idle time of jobs ``consumer`` holds, so no other worker takes them over
+        while it works on them. Returns the entry ids it no longer owns."""
+        if not deliveries:
+            return []
+        lost = self._keep_alive(keys=[self.jobs_stream], args=[WORKER_GROUP, consumer, *(d.entry_id for d in deliveries)])
+        return [_text(entry) for entry in lost]
+
+    def completed(self, job_ids: list[str]) -> set[str]:
+        """Which of these jobs are finished (done, failed or cancelled), by anyone."""
+        if not job_ids:
+            return set()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.exists(self._done_key(job_id))
+            return {job_id for job_id, found in zip(job_ids, pipe.execute()) if found}
+
+    def acknowledge(self, delivery: Delivery) -> None:
+        """Drop a job from this worker's pending list without publishing anything."""
+        self.redis.xack(self.jobs_stream, WORKER_GROUP, delivery.entry_id)
 
     def _times_delivered(self, entry_id: bytes | str) -> int:
         info = self.redis.xpending_range(self.jobs_stream, WORKER_GROUP, min=entry_id, max=entry_id, count=1)
@@ -360,6 +415,14 @@ class JobQueue:
             self.events_stream(event.reply_to.platform), {"event": event.to_json()},
             maxlen=self.stream_maxlen * 10, approximate=True,
         ))
+
+    def store_tokens(self, job_id: str, take: int, data: bytes) -> str:
+        key = self.tokens_key(job_id, take)
+        self.redis.set(key, data, ex=self.audio_ttl_s)
+        return key
+
+    def load_tokens(self, tokens_key: str) -> bytes | None:
+        return self.redis.get(tokens_key)
 
     def store_audio(self, job_id: str, take: int, data: bytes) -> str:
         key = self.audio_key(job_id, take)
@@ -377,7 +440,7 @@ class JobQueue:
         """
         platform = delivery.job.reply_to.platform
         return bool(self._finish_once(
-            keys=[f"{self.prefix}:done:{delivery.job.job_id}", self.events_stream(platform), self.jobs_stream],
+            keys=[self._done_key(delivery.job.job_id), self.events_stream(platform), self.jobs_stream],
             args=[events[0].type, self.audio_ttl_s, self.stream_maxlen * 10, WORKER_GROUP, delivery.entry_id,
                   *(event.to_json() for event in events)],
         ))

@@ -20,9 +20,10 @@ class Settings:
     prefix: str = setting("TEXTUNES_PREFIX", "textunes")
     model: str = setting("TEXTUNES_MODEL", "facebook/musicgen-small")
     device: str = setting("TEXTUNES_DEVICE", "auto")
-    batch_size: int = setting("TEXTUNES_BATCH_SIZE", 8, minimum=1)
-    batch_window_ms: int = setting("TEXTUNES_BATCH_WINDOW_MS", 50, minimum=0)
-    max_duration: float = setting("TEXTUNES_MAX_DURATION", 30.0, minimum=5)
+    engine: str = setting("TEXTUNES_ENGINE", "continuous", choices=("continuous", "hf"))
+    max_batch: int = setting("TEXTUNES_MAX_BATCH", 0, minimum=0)  # 0: 8 on CPU, 16 on CUDA
+    cuda_graphs: bool = setting("TEXTUNES_CUDA_GRAPHS", True)
+    max_duration: float = setting("TEXTUNES_MAX_DURATION", 180.0, minimum=5, maximum=300)
     audio_ttl_s: int = setting("TEXTUNES_AUDIO_TTL_S", 24 * 3600, minimum=60)
     visibility_timeout_s: float = setting("TEXTUNES_VISIBILITY_TIMEOUT_S", 300.0, minimum=1)
     max_deliveries: int = setting("TEXTUNES_MAX_DELIVERIES", 3, minimum=1)
