@@ -206,7 +206,7 @@ async def test_failed_job_says_so_in_the_thread_with_the_job_id(harness: Harness
         warning = await fake.wait_for(
             lambda: [m for m in fake.in_channel(thread_id) if m.content.startswith("⚠️")], what="the failure")
         await fake.wait_for(lambda: harness.status_text(interaction).startswith("⚠️"), what="the status to say so")
-    job = bot.queue.job_for_message("discord", harness.status(interaction).id)
+    job = bot.service.links.job_for_message("discord", harness.status(interaction).id)
     assert job is not None and job.job_id in warning[0].content
     assert "Traceback" not in warning[0].content and not fake.with_files()
 
@@ -288,7 +288,7 @@ async def test_mention_with_text_runs_text_mode_and_explains_the_analysis_first(
     assert status.reference_id == mention.id and status.via == "bot"
     assert status.edits[0][0].startswith("🎼 ")  # the queue position or, if the worker was faster, progress
     await fake.wait_for(lambda: status.content.startswith("✅ melancholic"), what="the final status")
-    job = bot.queue.job_for_message("discord", status.id)
+    job = bot.service.links.job_for_message("discord", status.id)
     assert job is not None and job.request.mode == "text" and job.request.text == STORY
     posts = sorted(fake.in_channel(thread_id), key=lambda m: int(m.id))
     assert posts[0].content.startswith("🧠 melancholic") and not posts[0].files
@@ -300,8 +300,8 @@ async def test_mention_with_a_txt_attachment_reads_the_file(harness: Harness) ->
     bot = await harness.start_bot()
     await fake.mention("", files={"script.txt": ("\ufeff" + STORY).encode()})
     thread_id = (await fake.wait_for(fake.threads, what="a thread"))[0]
-    await fake.wait_for(lambda: bot.queue.job_for_message("discord", thread_id), what="the job")
-    assert bot.queue.job_for_message("discord", thread_id).request.text == STORY
+    await fake.wait_for(lambda: bot.service.links.job_for_message("discord", thread_id), what="the job")
+    assert bot.service.links.job_for_message("discord", thread_id).request.text == STORY
 
 
 @pytest.mark.parametrize("withheld", [False, True])
@@ -312,8 +312,8 @@ async def test_mention_in_a_reply_uses_the_replied_to_message(harness: Harness, 
     original = fake.user_message(STORY)
     await fake.mention("{bot}", reply_to=original.id)
     thread_id = (await fake.wait_for(fake.threads, what="a thread"))[0]
-    await fake.wait_for(lambda: bot.queue.job_for_message("discord", thread_id), what="the job")
-    assert bot.queue.job_for_message("discord", thread_id).request.text == STORY
+    await fake.wait_for(lambda: bot.service.links.job_for_message("discord", thread_id), what="the job")
+    assert bot.service.links.job_for_message("discord", thread_id).request.text == STORY
 
 
 async def test_bare_mention_gets_help_and_queues_nothing(harness: Harness) -> None:
@@ -336,7 +336,7 @@ async def test_regenerate_reaction_makes_a_new_take_in_the_same_thread(harness: 
 
         # 🔁 is offered on every take (the bot reacts first, and ignores its own reaction)
         await fake.wait_for(lambda: ("🔁", fake.bot_id) in first.reactions, what="the bot's 🔁")
-        await fake.wait_for(lambda: bot.queue.job_for_message("discord", first.id), what="the take to be linked")
+        await fake.wait_for(lambda: bot.service.links.job_for_message("discord", first.id), what="the take to be linked")
         await fake.react(first.id, "👍")
         await fake.react(first.id, "🔁")
         takes = await fake.wait_for(lambda: len(fake.with_files(thread_id)) == 2 and fake.with_files(thread_id),
@@ -356,7 +356,7 @@ async def test_regenerate_counts_against_the_rate_limit(harness: Harness) -> Non
         await fake.slash("tune", {"genre": "Jazz"})
         thread_id = (await fake.wait_for(fake.threads, what="a thread"))[0]
         first = (await fake.wait_for(lambda: fake.with_files(thread_id), what="the take"))[0]
-        await fake.wait_for(lambda: bot.queue.job_for_message("discord", first.id), what="the take to be linked")
+        await fake.wait_for(lambda: bot.service.links.job_for_message("discord", first.id), what="the take to be linked")
         await fake.react(first.id, "🔁")
         refusal = await fake.wait_for(lambda: [m for m in fake.in_channel(thread_id) if "Try again in" in m.content],
                                       what="the refusal")
@@ -449,7 +449,7 @@ async def test_in_a_dm_any_message_is_for_the_bot_and_replies_stay_in_place(harn
     assert take.via == "bot" and not fake.threads()
     status = (await fake.wait_for(lambda: [m for m in fake.in_channel(fake.dm_channel_id)
                                            if m.content.startswith("✅")], what="the final status"))[0]
-    assert bot.queue.job_for_message("discord", status.id).request.text == STORY
+    assert bot.service.links.job_for_message("discord", status.id).request.text == STORY
 
 
 async def test_replying_to_a_result_without_mentioning_the_bot_starts_nothing(harness: Harness) -> None:

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from bot import replies
 from bot.slack_app import SlackTunes, _serve, configure_parser, mention_text, run, serve
+from bot.slack_output import mrkdwn
 from tests.fake_worker import FakeWorker
 from tests.events import events_settled
 from tests.logs import CollectedWarnings
@@ -34,6 +35,7 @@ from worker.queue import JobQueue
 from worker.settings import Settings
 
 ALICE, BOB = "U0ALICE", "U0BOB"
+HELP = mrkdwn(replies.SLACK_HELP)  # as Slack gets it: `/tune &lt;words&gt;`
 
 
 @dataclass
@@ -47,14 +49,13 @@ class Harness:
     def settings(self, **overrides: Any) -> Settings:
         options = {"redis_url": self.redis_url, "slack_bot_token": self.fake.bot_token,
                    "slack_signing_secret": self.fake.signing_secret, "slack_app_token": self.fake.app_token,
-                   "progress_interval_s": 0.0, **overrides}
+                   "slack_api_url": self.fake.base_url, "progress_interval_s": 0.0, **overrides}
         return Settings(**options)
 
     async def start_app(self, *, consumer: str = "slack-test", **overrides: Any) -> SlackTunes:
         """HTTP mode: the bolt app's aiohttp server on a free port; the fake posts to it."""
         queue = JobQueue.from_url(self.redis_url, visibility_timeout_s=30.0)
-        app = SlackTunes(self.settings(**overrides), queue, client=self.fake.client(), consumer=consumer,
-                         pump_block_ms=50)
+        app = SlackTunes(self.settings(**overrides), queue, consumer=consumer, pump_block_ms=50)
         runner = web.AppRunner(app.web_app())
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -78,7 +79,7 @@ class Harness:
         queue = JobQueue.from_url(self.redis_url, visibility_timeout_s=30.0)
         stop = asyncio.Event()
         task = asyncio.create_task(serve(self.settings(**overrides), queue, "socket", "127.0.0.1", 0, stop,
-                                         client=self.fake.client(), consumer="slack-socket-test"))
+                                         consumer="slack-socket-test"))
         self.socket_runs.append((task, stop, queue))
         await self.fake.wait_for(lambda: self.fake.socket_connections or task.done(), what="a Socket Mode connection")
         if task.done():
@@ -171,7 +172,7 @@ async def test_korean_option_names_and_catalog_labels_work(harness: Harness) -> 
     app = await harness.start_app()
     assert await fake.command("비 오는 밤 장르:재즈 분위기:차분한 템포:느린 15초") == {}
     parent = (await fake.wait_for(harness.parents, what="the parent message"))[0]
-    job = await fake.wait_for(lambda: app.queue.job_for_message("slack", f"{fake.channel_id}:{parent.ts}"),
+    job = await fake.wait_for(lambda: app.service.links.job_for_message("slack", f"{fake.channel_id}:{parent.ts}"),
                               what="the job")
     assert job.request.genres == ["Jazz"] and job.request.moods == ["Calm"] and job.request.duration == 15.0 and job.request.tempo == "slow"
     await fake.wait_for(lambda: "— #1 in line" in parent.text, what="the queue position")
@@ -182,7 +183,7 @@ async def test_tune_help_explains_the_syntax_privately(harness: Harness, text: s
     fake = harness.fake
     app = await harness.start_app()
     ack = await fake.command(text)
-    assert ack["text"] == replies.SLACK_HELP and "genre:" in ack["text"] and "takes:" in ack["text"]
+    assert ack["text"] == HELP and "genre:" in ack["text"] and "takes:" in ack["text"]
     assert ack.get("response_type", "ephemeral") == "ephemeral"
     assert fake.messages == [] and app.queue.depth() == 0
 
@@ -252,7 +253,7 @@ async def test_a_failed_job_says_so_in_the_thread_with_its_job_id(harness: Harne
     with FakeWorker(harness.redis_url, fail_prompts=("doomed",)):
         await fake.command("doomed jazz")
         parent = (await fake.wait_for(harness.parents, what="the parent message"))[0]
-        job = await fake.wait_for(lambda: app.queue.job_for_message("slack", f"{fake.channel_id}:{parent.ts}"),
+        job = await fake.wait_for(lambda: app.service.links.job_for_message("slack", f"{fake.channel_id}:{parent.ts}"),
                                   what="the job")
         failure = (await fake.wait_for(lambda: fake.in_thread(fake.channel_id, parent.ts), what="the failure"))[0]
         await fake.wait_for(harness.events_settled, what="events acknowledged")
@@ -278,7 +279,7 @@ async def test_mention_with_text_analyses_it_and_replies_in_a_thread_on_the_ment
     assert status.user == fake.bot_user_id and status.edits[0] == f"<@{ALICE}> {replies.analysing_line()}"
     assert "melancholic" in analysis.text and "70 bpm" in analysis.text
     assert decodes(fake.audio(take)) > 1.0
-    job = app.queue.job_for_message("slack", f"{fake.channel_id}:{status.ts}")
+    job = app.service.links.job_for_message("slack", f"{fake.channel_id}:{status.ts}")
     assert job.request.mode == "text" and job.request.text == STORY + " & my blog"
     assert harness.parents() == []  # nothing new at the channel's top level
 
@@ -298,7 +299,7 @@ async def test_bare_mention_gets_help_in_its_thread(harness: Harness) -> None:
     app = await harness.start_app()
     mention = await fake.mention("")
     reply = (await fake.wait_for(lambda: fake.in_thread(fake.channel_id, mention.ts), what="help"))[0]
-    assert reply.text == replies.SLACK_HELP and app.queue.depth() == 0
+    assert reply.text == HELP and app.queue.depth() == 0
 
 
 async def test_bare_mention_in_a_thread_reads_the_post_it_replies_to(harness: Harness) -> None:
@@ -307,7 +308,7 @@ async def test_bare_mention_in_a_thread_reads_the_post_it_replies_to(harness: Ha
     post = fake.user_message(STORY, user=BOB)
     await fake.mention("", thread_ts=post.ts)
     status = (await fake.wait_for(lambda: fake.in_thread(fake.channel_id, post.ts)[1:], what="a status"))[0]
-    job = await fake.wait_for(lambda: app.queue.job_for_message("slack", f"{fake.channel_id}:{status.ts}"),
+    job = await fake.wait_for(lambda: app.service.links.job_for_message("slack", f"{fake.channel_id}:{status.ts}"),
                               what="the job")
     assert job.request.text == STORY and job.reply_to.thread_id == post.ts
 
@@ -357,8 +358,8 @@ async def test_repeat_reaction_on_a_take_makes_another_take_in_the_same_thread(h
     assert all(decodes(fake.audio(t)) > 1.0 for t in takes)
     notes = [m for m in fake.in_thread(fake.channel_id, parent.ts) if m.text.startswith(("🔁", f"<@{BOB}>"))]
     assert any(f"<@{BOB}>" in m.text for m in notes)
-    second_job = app.queue.job_for_message("slack", f"file:{takes[1].files[0]['id']}")
-    first_job = app.queue.job_for_message("slack", f"file:{takes[0].files[0]['id']}")
+    second_job = app.service.links.job_for_message("slack", f"file:{takes[1].files[0]['id']}")
+    first_job = app.service.links.job_for_message("slack", f"file:{takes[0].files[0]['id']}")
     assert (second_job.request.prompt, second_job.request.duration) == (first_job.request.prompt, 5.0)  # same request…
     assert second_job.parent_job_id == first_job.job_id and second_job.request.seed is None  # …a new seed
     assert len(harness.parents()) == 1
@@ -471,7 +472,7 @@ async def test_socket_mode_reconnects_when_slack_closes_the_connection(harness: 
     await fake.drop_socket()
     await fake.wait_for(lambda: fake.socket_connections == 2, what="a new connection")
     assert len(fake.called("apps.connections.open")) == 2  # a fresh URL for the new connection
-    assert (await fake.command("help", socket=True))["text"] == replies.SLACK_HELP
+    assert (await fake.command("help", socket=True))["text"] == HELP
 
 
 async def test_http_mode_serves_slack_events_and_answers_the_url_check(harness: Harness) -> None:
@@ -482,13 +483,13 @@ async def test_http_mode_serves_slack_events_and_answers_the_url_check(harness: 
     queue = JobQueue.from_url(harness.redis_url)
     stop = asyncio.Event()
     task = asyncio.create_task(serve(harness.settings(), queue, "http", "127.0.0.1", port, stop,
-                                     client=fake.client(), consumer="slack-http-test"))
+                                     consumer="slack-http-test"))
     fake.app_url = f"http://127.0.0.1:{port}/slack/events"
     challenge = json.dumps({"token": "legacy", "challenge": "c-123", "type": "url_verification"})
     await fake.wait_for(lambda: fake.called("auth.test"), what="start-up")
     status, body = await _retry_connect(lambda: fake.post_signed(challenge, "application/json"))
     assert status == 200 and "c-123" in body
-    assert (await fake.command("help"))["text"] == replies.SLACK_HELP
+    assert (await fake.command("help"))["text"] == HELP
     stop.set()
     assert await asyncio.wait_for(task, 10) == 0
     queue.close()
@@ -506,8 +507,7 @@ async def _retry_connect(call: Any) -> Any:
 
 async def test_sigterm_stops_the_app_cleanly(harness: Harness) -> None:
     queue = JobQueue.from_url(harness.redis_url)
-    task = asyncio.create_task(_serve(harness.settings(), queue, "socket", "127.0.0.1", 0,
-                                      client=harness.fake.client()))
+    task = asyncio.create_task(_serve(harness.settings(), queue, "socket", "127.0.0.1", 0))
     await harness.fake.wait_for(lambda: harness.fake.socket_connections, what="the connection")
     # only send the signal once the app's handler is installed (else it would stop pytest)
     assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
@@ -521,7 +521,7 @@ async def test_socket_mode_with_a_rejected_app_token_exits_2(harness: Harness,
     fake = harness.fake
     queue = JobQueue.from_url(harness.redis_url)
     settings = harness.settings(slack_app_token="xapp-revoked")
-    code = await serve(settings, queue, "socket", "127.0.0.1", 0, asyncio.Event(), client=fake.client())
+    code = await serve(settings, queue, "socket", "127.0.0.1", 0, asyncio.Event())
     queue.close()
     err = capsys.readouterr().err
     assert code == 2 and "SLACK_APP_TOKEN" in err and "xapp-revoked" not in err
@@ -531,8 +531,8 @@ async def test_a_rejected_bot_token_exits_2_without_printing_it(harness: Harness
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     fake = harness.fake
     queue = JobQueue.from_url(harness.redis_url)
-    code = await serve(harness.settings(), queue, "http", "127.0.0.1", 0, asyncio.Event(),
-                       client=fake.client(token="xoxb-revoked"))
+    code = await serve(harness.settings(slack_bot_token="xoxb-revoked"), queue, "http", "127.0.0.1", 0,
+                       asyncio.Event())
     queue.close()
     err = capsys.readouterr().err
     assert code == 2 and "SLACK_BOT_TOKEN" in err and "xoxb-revoked" not in err
