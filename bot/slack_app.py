@@ -54,9 +54,15 @@ def consumer_name() -> str:
     return f"slack-{socket.gethostname()}"
 
 
+# An emoji as Slack sends it, :fire: or :wave::skin-tone-3:, not inside a word or a time (10:30:00).
+_EMOJI = re.compile(r"(?<![\w:]):(?!\d+:)[a-z0-9_+'-]+:(?::skin-tone-\d:)?(?![\w:])")
+
+
 def mention_text(text: str, bot_user_id: str) -> str:
     """What a mention asks to analyse: Slack's markup turned back into plain text (the bot's
-    own mention removed, links shown as their label, ``&amp;`` and friends unescaped)."""
+    own mention removed, links shown as their label, emoji codes dropped as the emoji they
+    are, ``&amp;`` and friends unescaped)."""
+    text = _EMOJI.sub(" ", text)
     if bot_user_id:
         text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
 

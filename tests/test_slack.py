@@ -106,7 +106,7 @@ class Harness:
 @pytest.fixture
 async def harness(redis_url: str) -> AsyncIterator[Harness]:
     catcher = CollectedWarnings()
-    loggers = [logging.getLogger(name) for name in ("slack_bolt", "slack_sdk", "textunes")]
+    loggers = [logging.getLogger(name) for name in ("slack_bolt", "slack_sdk", "textunes", "aiohttp")]
     for logger in loggers:
         logger.addHandler(catcher)
     fake = FakeSlack()
@@ -125,6 +125,7 @@ async def harness(redis_url: str) -> AsyncIterator[Harness]:
                 if not any(expected in r.getMessage() for expected in h.expected_logs)]
     assert not problems, "warnings or errors were logged:\n" + "\n".join(problems)
     assert not fake.unhandled, f"the app called Web API methods the fake doesn't know: {fake.unhandled}"
+    assert not fake.markup_problems, f"texts Slack would misread: {fake.markup_problems}"
 
 
 def decodes(mp3: bytes) -> float:
@@ -355,6 +356,9 @@ async def test_repeat_reaction_on_a_take_makes_another_take_in_the_same_thread(h
         await fake.wait_for(harness.events_settled, what="events acknowledged")
     seeds = [seed_of(t) for t in takes]
     assert seeds[0] == 42 and len(set(seeds)) == 3
+    # 🔁 takes continue the thread's numbering: Take 1, 2, 3 and …-1/2/3.mp3, no repeats
+    assert [t.text.split(" · ")[0] for t in takes] == ["Take 1", "Take 2", "Take 3"]
+    assert [fake.uploads[t.files[0]["id"]].filename.rsplit("-", 1)[1] for t in takes] == ["1.mp3", "2.mp3", "3.mp3"]
     assert all(decodes(fake.audio(t)) > 1.0 for t in takes)
     notes = [m for m in fake.in_thread(fake.channel_id, parent.ts) if m.text.startswith(("🔁", f"<@{BOB}>"))]
     assert any(f"<@{BOB}>" in m.text for m in notes)
@@ -411,6 +415,67 @@ async def test_unverified_requests_get_401_and_run_nothing(harness: Harness, cas
     assert status == 401
     await asyncio.sleep(0.1)
     assert fake.calls == [] and app.queue.depth() == 0
+
+
+@pytest.mark.parametrize("body, content_type", [
+    ("this is not json", "application/json"), ("[1, 2, 3]", "application/json"), ('"a string"', "application/json"),
+    ("{\"type\": ", "application/json"), ("payload=%7Bnot-json", "application/x-www-form-urlencoded"), ("", "text/plain"),
+])
+async def test_a_body_that_is_no_slack_payload_gets_400_when_signed_and_401_when_not(
+        harness: Harness, body: str, content_type: str) -> None:
+    fake = harness.fake
+    app = await harness.start_app()
+    status, _ = await fake.post_signed(body, content_type)
+    assert status == 400
+    status, _ = await fake.post_signed(body, content_type, headers={})
+    assert status == 401
+    assert fake.calls == [] and app.queue.depth() == 0  # (and no traceback: the harness fails on ERROR logs)
+
+
+@pytest.mark.parametrize("text", ["jazz piano 9999s", "jazz piano duration:9999", "jazz piano 길이:9999",
+                                  "jazz piano length:2s", "jazz piano duration:forever"])
+async def test_a_length_outside_the_limits_is_refused_with_the_range(harness: Harness, text: str) -> None:
+    fake = harness.fake
+    app = await harness.start_app()
+    ack = await fake.command(text)
+    assert "between 5 and 30 seconds" in ack["text"] and ack.get("response_type", "ephemeral") == "ephemeral"
+    assert fake.messages == [] and app.queue.depth() == 0
+
+
+async def test_user_text_is_escaped_so_slack_shows_it_as_typed(harness: Harness) -> None:
+    fake = harness.fake
+    await harness.start_app()
+    await fake.command("rain <b> & <!channel> jazz")
+    parent = (await fake.wait_for(harness.parents, what="the parent message"))[0]
+    assert parent.text.startswith(f"<@{ALICE}> ") and "rain &lt;b&gt; &amp; &lt;!channel&gt; jazz" in parent.text
+    ack = await fake.command("genre:<https://evil.example|Jazz>")
+    assert "&lt;https://evil.example|Jazz&gt;" in ack["text"]  # not a link
+    # (every text the app sent is checked the way Slack reads it: see the harness)
+
+
+async def test_a_mention_with_only_emoji_is_refused_privately_and_costs_no_request(harness: Harness) -> None:
+    fake = harness.fake
+    app = await harness.start_app(rate_limit_requests=1)
+    mention = await fake.mention(":musical_note: 🎶🔥")
+    notice = (await fake.wait_for(lambda: fake.ephemerals, what="the private refusal"))[0]
+    assert notice["user"] == ALICE and "no words to analyse" in notice["text"]
+    assert fake.in_thread(fake.channel_id, mention.ts) == [] and app.queue.depth() == 0
+    assert app.service.limiter.peek(f"slack:{ALICE}") is None
+
+
+async def test_starts_without_bolts_token_warning_when_the_token_is_in_the_environment(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", harness.fake.bot_token)  # as in every deployment
+    app = await harness.start_app()
+    assert (await harness.fake.command("help"))["text"] == HELP
+    assert app.client.base_url == harness.fake.base_url  # SLACK_API_URL
+    # (the harness fails on bolt's "As you gave `client` as well, `token` will be unused")
+
+
+def test_the_api_url_is_a_setting_with_slacks_default() -> None:
+    assert Settings.from_env({}, dotenv=False).slack_api_url == "https://slack.com/api/"
+    assert Settings.from_env({"SLACK_API_URL": "https://slack-gov.com/api"}, dotenv=False).slack_api_url == \
+        "https://slack-gov.com/api"
 
 
 # ---- restarts -------------------------------------------------------------------------------
@@ -558,6 +623,8 @@ def test_mention_text_turns_slack_markup_into_plain_text() -> None:
     text = "<@UBOT> Tom &amp; Jerry &lt;3 <#C1|general> <@U2> <!here> see <https://a.b/c|this post> <https://x.y>"
     assert mention_text(text, "UBOT") == "Tom & Jerry <3 general   see this post https://x.y"
     assert mention_text("<@UBOT|textunes>   ", "UBOT") == ""
+    assert mention_text("<@UBOT> :musical_note: :wave::skin-tone-3: :+1:", "UBOT") == ""
+    assert mention_text("<@UBOT> calm at 10:30:00, ratio 3:4 :fire:", "UBOT") == "calm at 10:30:00, ratio 3:4"
 
 
 # ---- the real worker ---------------------------------------------------------------------
