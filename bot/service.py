@@ -286,10 +286,13 @@ class EventPump:
         if await _call(self.record.settled, event.job_id, "cancelled"):
             log.info("job %s: cancelled; take %d is not posted", event.job_id, take.index)
             return
-        takes = await self._post_take(event, take)
-        if takes.settled(event.take_count or 1):
-            await self._final_status(event, replies.done_line(event.caption, takes.posted, event.take_count or 1,
-                                                              event.job_id))
+        await self._settle(event, await self._post_take(event, take))
+
+    async def _settle(self, event: Event, takes: Takes) -> None:
+        """The final status, once every take of the job is posted or settled as lost."""
+        total = event.take_count or 1
+        if takes.settled(total):
+            await self._final_status(event, replies.done_line(event.caption, takes.posted, total, event.job_id))
 
     async def _abandon(self, event: Event) -> None:
         """After the last attempt: a take that never got posted is settled as lost, so the
@@ -297,10 +300,8 @@ class EventPump:
         if event.type != "done" or event.take is None:
             return
         try:
-            takes = await _call(self.record.give_up, event.job_id, f"take-{event.take.index}", "the platform refused it")
-            if takes.settled(event.take_count or 1):
-                await self._final_status(event, replies.done_line(event.caption, takes.posted, event.take_count or 1,
-                                                                  event.job_id))
+            await self._settle(event, await _call(self.record.give_up, event.job_id, f"take-{event.take.index}",
+                                                  "the platform refused it"))
         except Exception:
             log.exception("job %s: could not record take %d as lost", event.job_id, event.take.index)
 

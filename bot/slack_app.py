@@ -230,8 +230,8 @@ class SlackTunes:
         where = old.channel_id or channel_id
         thread = old.thread_id or ts
         caption = preview_caption(job.request)
-        status = await self.client.chat_postMessage(
-            channel=where, thread_ts=thread, text=f"🔁 Another take for <@{user_id}>: {mrkdwn('🎼 ' + replies.shown(caption))}")
+        text = f"🔁 Another take for <@{user_id}>: " + mrkdwn(f"🎼 {replies.shown(caption)}")
+        status = await self.client.chat_postMessage(channel=where, thread_ts=thread, text=text)
         reply_to = ReplyTo(platform=PLATFORM, channel_id=where, thread_id=thread, message_id=str(status["ts"]),
                            user_id=user_id, extra=dict(old.extra))
         try:

@@ -190,6 +190,16 @@ async def test_a_cancelled_job_says_so_and_posts_no_later_take(queue: JobQueue) 
     assert chat.statuses == ["🚫 Cancelled by an operator."]
 
 
+async def next_process(queue: JobQueue) -> Chat:
+    """A pump started again as the same consumer, run until it has shown a final status."""
+    chat = Chat()
+    pump = EventPump(queue, "chat", "c1", chat, block_ms=20)
+    pump.start()
+    await eventually(lambda: final(chat))
+    await pump.stop()
+    return chat
+
+
 async def test_stopping_waits_for_the_upload_in_hand_within_the_grace_period(queue: JobQueue) -> None:
     chat = Chat()
     chat.gate = asyncio.Event()
@@ -203,11 +213,7 @@ async def test_stopping_waits_for_the_upload_in_hand_within_the_grace_period(que
     chat.gate.set()  # the slow upload finishes during the grace period
     await asyncio.wait_for(stopping, 10)
     assert [t[0] for t in chat.posted] == [1]  # take 1 finished; take 2 was left for the next process
-    restarted = Chat()
-    pump = EventPump(queue, "chat", "c1", restarted, block_ms=20)
-    pump.start()
-    await eventually(lambda: final(restarted))
-    await pump.stop()
+    restarted = await next_process(queue)
     assert [t[0] for t in restarted.posted] == [2] and restarted.lookups == 0
     assert final(restarted) == ["✅ calm piano — 2 takes ready. React 🔁 for another."]
 
@@ -222,11 +228,7 @@ async def test_an_upload_past_the_grace_period_is_left_to_the_next_process(queue
     await asyncio.wait_for(chat.uploading.wait(), 5)
     await asyncio.wait_for(pump.stop(grace_s=0.2), 10)
     assert chat.posted == [] and not queue.redis.exists(f"{queue.prefix}:lease:job9:take-1")  # lease given back
-    restarted = Chat()
-    pump = EventPump(queue, "chat", "c1", restarted, block_ms=20)
-    pump.start()
-    await eventually(lambda: final(restarted))
-    await pump.stop()
+    restarted = await next_process(queue)
     assert [t[0] for t in restarted.posted] == [1] and restarted.lookups == 1
     assert final(restarted) == ["✅ calm piano — 1 take ready. React 🔁 for another."]
 

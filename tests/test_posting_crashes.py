@@ -17,6 +17,7 @@ Every time: each take is in the thread exactly once, and the status says ✅ onl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -224,22 +225,12 @@ class DiscordRig:
         assert not self.fake.unhandled, self.fake.unhandled
 
 
-@pytest.fixture
-async def discord_rig(bots: Bots) -> AsyncIterator[DiscordRig]:
-    fake = FakeDiscord()
-    await fake.start()
-    try:
-        yield DiscordRig(fake, bots)
-    finally:
-        bots.stop_all()
-        fake.faults.release_all()
-        await fake.stop()
-
-
 @pytest.mark.parametrize("fault", FAULTS)
-async def test_discord_posts_every_take_once_whatever_happens_to_the_bot(
-        discord_rig: DiscordRig, bots: Bots, redis_url: str, fault: str) -> None:
-    await run_scenario(discord_rig, bots, redis_url, fault)
+async def test_discord_posts_every_take_once_whatever_happens_to_the_bot(bots: Bots, redis_url: str,
+                                                                         fault: str) -> None:
+    fake = FakeDiscord()
+    async with serving(fake, bots):
+        await run_scenario(DiscordRig(fake, bots), bots, redis_url, fault)
 
 
 # ---- Slack -----------------------------------------------------------------------------------
@@ -303,22 +294,23 @@ class SlackRig:
         assert len(self.fake.called("files.completeUploadExternal")) == 2  # one completed upload per take
 
 
-@pytest.fixture
-async def slack_rig(bots: Bots) -> AsyncIterator[SlackRig]:
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_slack_posts_every_take_once_whatever_happens_to_the_app(bots: Bots, redis_url: str, fault: str) -> None:
     fake = FakeSlack()
+    async with serving(fake, bots):
+        await run_scenario(SlackRig(fake, bots), bots, redis_url, fault)
+
+
+@contextlib.asynccontextmanager
+async def serving(fake: FakeDiscord | FakeSlack, bots: Bots) -> AsyncIterator[None]:
+    """The fake service up for the test; afterwards the bots are killed before it goes."""
     await fake.start()
     try:
-        yield SlackRig(fake, bots)
+        yield
     finally:
         bots.stop_all()
         fake.faults.release_all()
         await fake.stop()
-
-
-@pytest.mark.parametrize("fault", FAULTS)
-async def test_slack_posts_every_take_once_whatever_happens_to_the_app(
-        slack_rig: SlackRig, bots: Bots, redis_url: str, fault: str) -> None:
-    await run_scenario(slack_rig, bots, redis_url, fault)
 
 
 def _free_port() -> int:
