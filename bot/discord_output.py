@@ -104,13 +104,15 @@ class DiscordOutput(StatusMessages):
         await self._offer_regenerate(event, message)
         return str(message.id)
 
-    async def find_take(self, event: Event, filename: str) -> str | None:
+    async def find_take(self, event: Event, take: Take, filename: str) -> str | None:
         """A recent message of the bot's in the take's thread (or channel) that carries
-        ``filename``: what an earlier attempt posted although its answer never came."""
+        ``filename`` and the take's line: what an earlier attempt posted although its answer
+        never came."""
         channel = self.client.get_partial_messageable(int(self._where(event.reply_to)))
         me = self.client.user.id if self.client.user else None
         async for message in channel.history(limit=HISTORY_LOOKED_AT):
-            if message.author.id == me and any(a.filename == filename for a in message.attachments):
+            if (message.author.id == me and replies.shows_take(message.content, take)
+                    and any(a.filename == filename for a in message.attachments)):
                 await self._offer_regenerate(event, message)  # in case the attempt ended before it
                 return str(message.id)
         return None

@@ -112,6 +112,11 @@ def take_line(take: Take, number: int) -> str:
     return f"Take {number} · seed {take.seed} · {take.duration:.1f} s"
 
 
+def shows_take(text: str, take: Take) -> bool:
+    """Whether a posted message's text is ``take``'s line (its seed is as good as unique)."""
+    return f" · seed {take.seed} · " in text
+
+
 def failed_line(event: Event) -> str:
     reason = event.error or "Something went wrong while making this track."
     if event.job_id not in reason:

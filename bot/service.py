@@ -154,9 +154,10 @@ class ChatOutput(Protocol):
         Unpostable when the take can't be posted on this platform."""
         ...
 
-    async def find_take(self, event: Event, filename: str) -> str | None:
+    async def find_take(self, event: Event, take: Take, filename: str) -> str | None:
         """The ref of a message in the job's thread (or channel) that already carries
-        ``filename``: an earlier attempt landed although its answer was lost. None if none."""
+        ``filename`` with ``take``'s line (``replies.shows_take``): an earlier attempt landed
+        although its answer was lost. None if none."""
         ...
 
 
@@ -315,9 +316,7 @@ class EventPump:
                 return await _call(self.record.takes, job_id)
             ref = None
             if await _call(self.record.tried, job_id, what):  # an earlier attempt may have landed
-                ref = await self.output.find_take(event, name)
-                if ref is not None:
-                    log.info("job %s: take %d was already in the thread; not posting it again", job_id, take.index)
+                ref = await self._find(event, take, name)
             if ref is None:
                 audio = await asyncio.to_thread(self.queue.load_audio, take.audio_key)
                 if audio is None:
@@ -331,6 +330,20 @@ class EventPump:
             if ref:
                 await _call(self.links.link, self.platform, ref, job_id)
             return await _call(self.record.confirm, job_id, what, ref, drop=(take.audio_key,))
+
+    async def _find(self, event: Event, take: Take, name: str) -> str | None:
+        """Look in the thread for a take an earlier attempt may have posted. If the platform
+        won't say (no permission to read the thread, say), post it again: a take posted twice
+        is better than a take lost."""
+        try:
+            ref = await self.output.find_take(event, take, name)
+        except Exception:
+            log.warning("job %s: could not look for take %d in the thread; posting it (again?)", event.job_id,
+                        take.index, exc_info=True)
+            return None
+        if ref is not None:
+            log.info("job %s: take %d was already in the thread; not posting it again", event.job_id, take.index)
+        return ref
 
     async def _post_text_once(self, event: Event, what: str, text: str) -> None:
         async with self._leased(event.job_id, what) as settled:

@@ -21,6 +21,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import replies
 from bot.status import StatusMessages
 from worker.queue import Event, ReplyTo, Take
 
@@ -80,13 +81,15 @@ class SlackOutput(StatusMessages):
         log.info("job %s: take %d uploaded to %s (%d bytes)", event.job_id, take.index, reply_to.channel_id, len(audio))
         return file_key(str(files[0]["id"])) if files else None
 
-    async def find_take(self, event: Event, filename: str) -> str | None:
-        """A file named ``filename`` already shared in the job's thread (``conversations.replies``):
-        what an earlier attempt uploaded although its answer never came."""
+    async def find_take(self, event: Event, take: Take, filename: str) -> str | None:
+        """A file named ``filename`` already shared with the take's line in the job's thread
+        (``conversations.replies``): what an earlier attempt uploaded although its answer never came."""
         reply_to = event.reply_to
         if not reply_to.thread_id:
             return None
         for message in await self._thread(reply_to.channel_id, reply_to.thread_id):
+            if not replies.shows_take(str(message.get("text") or ""), take):
+                continue
             for shared in message.get("files") or []:
                 if shared.get("name") == filename and shared.get("id"):
                     return file_key(str(shared["id"]))

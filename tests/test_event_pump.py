@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from bot import replies
 from bot.posting import Busy, PostingRecord, Unpostable, take_number
 from bot.service import EventPump
 from worker.queue import Event, JobQueue, ReplyTo, Take
@@ -26,6 +27,7 @@ class Chat:
         self.statuses: list[str] = []
         self.texts: list[str] = []
         self.posted: list[tuple[int, str, bytes, str]] = []  # (take index, file name, audio, ref)
+        self.lines: dict[str, str] = {}  # ref -> the text posted with the take
         self.lookups = 0
         self.fail_posts = fail_posts  # the next posts fail before anything lands
         self.lose_answers = lose_answers  # the next posts land, but the answer never comes back
@@ -48,14 +50,16 @@ class Chat:
             raise ConnectionError("chat service unavailable")
         ref = f"msg-{len(self.posted) + 1}"
         self.posted.append((take.index, filename, audio, ref))
+        self.lines[ref] = text
         if self.lose_answers:
             self.lose_answers -= 1
             raise TimeoutError("the post landed but its answer was lost")
         return ref
 
-    async def find_take(self, event: Event, filename: str) -> str | None:
+    async def find_take(self, event: Event, take: Take, filename: str) -> str | None:
         self.lookups += 1
-        return next((ref for _, name, _, ref in self.posted if name == filename), None)
+        return next((ref for _, name, _, ref in self.posted
+                     if name == filename and replies.shows_take(self.lines[ref], take)), None)
 
     def names(self) -> list[str]:
         return [name for _, name, _, _ in self.posted]
@@ -137,6 +141,29 @@ async def test_a_post_that_landed_although_its_answer_was_lost_is_found_not_post
     assert len(chat.posted) == 1 and chat.lookups == 1
     assert final(chat) == ["✅ calm piano — 1 take ready. React 🔁 for another."]
     assert queue.redis.get(f"{queue.prefix}:msg:chat:msg-1") == b"job3"
+
+
+async def test_a_same_named_file_of_another_take_is_not_taken_for_this_one(queue: JobQueue) -> None:
+    chat = Chat()
+    chat.posted.append((1, "textunes-calm-piano-1.mp3", b"older", "old"))  # a day-old job, numbering restarted
+    chat.lines["old"] = "Take 1 · seed 99 · 5.0 s"
+    [event] = done_events(queue, "job11", 1)
+    PostingRecord(queue.redis, prefix=queue.prefix).trying("job11", "take-1")  # an attempt that never landed
+    await EventPump(queue, "chat", "c1", chat).handle(event)
+    assert chat.lookups == 1 and [ref for *_, ref in chat.posted] == ["old", "msg-2"]
+
+
+async def test_when_the_thread_cannot_be_read_the_take_is_posted_rather_than_lost(queue: JobQueue) -> None:
+    class Blind(Chat):
+        async def find_take(self, event: Event, take: Take, filename: str) -> str | None:
+            raise PermissionError("403: Missing Access (no Read Message History)")
+
+    chat = Blind(fail_posts=1)
+    pump = EventPump(queue, "chat", "c1", chat)
+    [event] = done_events(queue, "job10", 1)
+    await pump.handle(event)  # the first attempt fails
+    await pump.handle(event)  # the second can't look in the thread: it posts
+    assert [t[0] for t in chat.posted] == [1] and len(final(chat)) == 1
 
 
 async def test_a_post_of_a_killed_process_waits_for_its_lease_then_is_looked_for_and_posted(queue: JobQueue) -> None:

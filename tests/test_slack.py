@@ -472,6 +472,15 @@ async def test_starts_without_bolts_token_warning_when_the_token_is_in_the_envir
     # (the harness fails on bolt's "As you gave `client` as well, `token` will be unused")
 
 
+async def test_a_web_api_call_answered_429_is_retried_after_retry_after(harness: Harness) -> None:
+    fake = harness.fake
+    await harness.start_app()
+    limited = fake.faults.rate_limit(lambda call: call.method == "chat.postMessage", retry_after=1)
+    await fake.command("jazz piano")
+    await fake.wait_for(harness.parents, what="the parent message, posted on the second try")
+    assert len(limited.calls) == 1 and len(fake.called("chat.postMessage")) == 2
+
+
 def test_the_api_url_is_a_setting_with_slacks_default() -> None:
     assert Settings.from_env({}, dotenv=False).slack_api_url == "https://slack.com/api/"
     assert Settings.from_env({"SLACK_API_URL": "https://slack-gov.com/api"}, dotenv=False).slack_api_url == \
