@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import logging
 import re
-import signal
 import socket
 import sys
 import time
@@ -27,7 +26,9 @@ from discord import app_commands
 
 from bot import replies
 from bot.discord_commands import TuneOptions, make_tune_command, request_from_options
-from bot.discord_output import DEFAULT_UPLOAD_LIMIT, REGENERATE_EMOJI, DiscordOutput, DiscordTarget
+from bot.discord_output import (DEFAULT_UPLOAD_LIMIT, MAX_THREAD_NAME, REGENERATE_EMOJI, DiscordOutput,
+                                DiscordTarget, fit)
+from bot.runner import run_until_signalled
 from bot.service import EventPump, Refused, Submission, TuneService, preview_caption
 from pipeline.models import TuneRequest
 from pipeline.validation import InvalidRequest
@@ -71,9 +72,11 @@ class TexTunesBot(discord.Client):
         self.service = TuneService(queue, settings)
         self.output = DiscordOutput(self, clock=clock)
         self.pump = EventPump(queue, PLATFORM, consumer or consumer_name(), self.output,
-                              progress_interval_s=settings.progress_interval_s, block_ms=pump_block_ms)
+                              progress_interval_s=settings.progress_interval_s, block_ms=pump_block_ms,
+                              lease_s=settings.post_lease_s)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(make_tune_command(self.handle_tune, settings.max_duration))
+        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def setup_hook(self) -> None:
@@ -89,7 +92,9 @@ class TexTunesBot(discord.Client):
         self.pump.start()
 
     async def close(self) -> None:
-        await self.pump.stop()
+        """Stop reading events, letting the uploads in hand finish (up to the shutdown grace
+        period) while the connection is still open; then close it."""
+        await self.pump.stop(self.settings.shutdown_grace_s)
         await super().close()
 
     async def on_ready(self) -> None:
@@ -97,6 +102,26 @@ class TexTunesBot(discord.Client):
                  self.pump.consumer)
 
     # ---- /tune -------------------------------------------------------------------------
+    async def on_app_command_error(self, interaction: discord.Interaction,
+                                   error: app_commands.AppCommandError) -> None:
+        """Any value Discord sends gets an answer: an option the command no longer accepts as
+        registered (commands not re-synced after a setting changed) or a bug in a handler."""
+        if isinstance(error, app_commands.TransformerError):
+            log.info("/tune by user %s: option value %r not accepted", interaction.user.id, error.value)
+            limits = self.settings.limits
+            text = (f"I can't use {error.value!r} for that option. Allowed: a duration from {limits.min_duration:g} to "
+                    f"{limits.max_duration:g} seconds, 1 to {limits.max_takes} takes, a seed from 0 to {2**32 - 1}.")
+        else:
+            log.error("/tune by user %s failed", interaction.user.id, exc_info=error)
+            text = "⚠️ Something went wrong on my side while taking your request. Please try again."
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(fit(text), ephemeral=True)
+            else:
+                await interaction.response.send_message(fit(text), ephemeral=True)
+        except discord.HTTPException as failure:
+            log.info("could not answer interaction %s (%s)", interaction.id, failure.status)
+
     async def handle_tune(self, interaction: discord.Interaction, options: TuneOptions) -> None:
         user_id = str(interaction.user.id)
         if not options.says_what_to_play():
@@ -107,12 +132,12 @@ class TexTunesBot(discord.Client):
             await self.service.precheck(PLATFORM, user_id)
         except (InvalidRequest, Refused) as error:
             log.info("/tune by user %s not queued: %s", user_id, error)
-            await interaction.response.send_message(str(error), ephemeral=True)
+            await interaction.response.send_message(fit(str(error)), ephemeral=True)
             return
         token_at = self.output.clock()
         await interaction.response.defer(thinking=True)  # answered: the 3-second deadline is met
         caption = preview_caption(request)
-        status = await interaction.edit_original_response(content=f"🎼 {caption}")
+        status = await interaction.edit_original_response(content=fit(f"🎼 {replies.shown(caption)}"))
         thread_id = await self._open_thread(status, interaction.channel, caption)
         target = DiscordTarget(
             application_id=str(interaction.application_id), interaction_token=interaction.token,
@@ -130,7 +155,7 @@ class TexTunesBot(discord.Client):
         try:
             text = await self._mention_text(message)
         except InvalidRequest as error:
-            await message.reply(str(error), mention_author=False)
+            await message.reply(fit(str(error)), mention_author=False)
             return
         if not text:
             await message.reply(replies.HELP, mention_author=False)
@@ -140,7 +165,7 @@ class TexTunesBot(discord.Client):
             await self.service.precheck(PLATFORM, str(message.author.id))
         except (InvalidRequest, Refused) as error:
             log.info("mention by user %s not queued: %s", message.author.id, error)
-            await message.reply(str(error), mention_author=False)
+            await message.reply(fit(str(error)), mention_author=False)
             return
         status = await message.reply(replies.analysing_line(), mention_author=False)
         thread_id = await self._open_thread(status, message.channel, _thread_title(text))
@@ -206,7 +231,7 @@ class TexTunesBot(discord.Client):
         if payload.member is not None and payload.member.bot:
             return
         message_id = str(payload.message_id)
-        job = await asyncio.to_thread(self.queue.job_for_message, PLATFORM, message_id)
+        job = await asyncio.to_thread(self.service.links.job_for_message, PLATFORM, message_id)
         channel = self.get_partial_messageable(payload.channel_id)
         if job is None:
             if payload.message_author_id == self.user.id:
@@ -216,13 +241,14 @@ class TexTunesBot(discord.Client):
         try:
             await self.service.precheck(PLATFORM, user_id)
         except Refused as error:
-            await channel.send(f"<@{user_id}> {error}", allowed_mentions=discord.AllowedMentions(users=True))
+            await channel.send(fit(f"<@{user_id}> {error}"), allowed_mentions=discord.AllowedMentions(users=True))
             return
         old = job.reply_to
         where = old.thread_id or old.channel_id or str(payload.channel_id)
         caption = preview_caption(job.request)
         status = await self.get_partial_messageable(int(where)).send(
-            f"🔁 Another take for <@{user_id}>: 🎼 {caption}", allowed_mentions=discord.AllowedMentions.none())
+            fit(f"🔁 Another take for <@{user_id}>: 🎼 {replies.shown(caption)}"),
+            allowed_mentions=discord.AllowedMentions.none())
         old_target = DiscordTarget.from_reply_to(old)
         reply_to = ReplyTo(platform=PLATFORM, channel_id=where, thread_id=old.thread_id, message_id=str(status.id),
                            user_id=user_id, extra=DiscordTarget(upload_limit=old_target.upload_limit,
@@ -230,7 +256,7 @@ class TexTunesBot(discord.Client):
         try:
             submission = await self.service.regenerate(PLATFORM, user_id, message_id, reply_to)
         except (InvalidRequest, Refused) as error:
-            await status.edit(content=f"<@{user_id}> {error}")
+            await status.edit(content=fit(f"<@{user_id}> {error}"))
             return
         if submission is not None:
             await self._queued(submission, reply_to, where=f"🔁 in {where}")
@@ -247,7 +273,7 @@ class TexTunesBot(discord.Client):
         if status.guild is None or getattr(channel, "type", None) not in THREAD_CHANNELS:
             return ""
         try:
-            thread = await status.create_thread(name=_clip(f"🎵 {title}", 100), auto_archive_duration=1440)
+            thread = await status.create_thread(name=fit(f"🎵 {title}", MAX_THREAD_NAME), auto_archive_duration=1440)
         except discord.HTTPException as error:
             log.info("no thread in channel %s (%s); replying in place", getattr(channel, "id", "?"), error.status)
             return ""
@@ -255,12 +281,7 @@ class TexTunesBot(discord.Client):
 
 
 def _thread_title(text: str) -> str:
-    words = " ".join(text.split()[:8])
-    return words if len(words) <= 60 else words[:59] + "…"
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return replies.clip(" ".join(text.split()[:8]), 60)
 
 
 def _upload_limit(guild: discord.Guild | None) -> int:
@@ -297,16 +318,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _serve(settings: Settings, queue: JobQueue, guild_id: str, sync: bool) -> int:
-    stop = asyncio.Event()  # SIGINT/SIGTERM: close the gateway connection, stop the event pump, return 0
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for signum in signals:
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        return await _run_bot(settings, queue, guild_id, sync, stop)
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)
+    """Run until SIGINT/SIGTERM: close the gateway connection after the uploads in hand, return 0."""
+    return await run_until_signalled(lambda stop: _run_bot(settings, queue, guild_id, sync, stop),
+                                     grace_s=settings.shutdown_grace_s)
 
 
 async def _run_bot(settings: Settings, queue: JobQueue, guild_id: str, sync: bool, stop: asyncio.Event) -> int:
@@ -314,9 +328,11 @@ async def _run_bot(settings: Settings, queue: JobQueue, guild_id: str, sync: boo
     async with bot:
         running = asyncio.create_task(bot.start(settings.discord_token))
         stopping = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if running in done:
+        try:
+            done, _ = await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
             stopping.cancel()
+        if running in done:
             try:
                 running.result()
             except discord.LoginFailure:

@@ -7,12 +7,12 @@ annotations at definition time to build the option list.
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import discord
 from discord import app_commands
 
-from pipeline.inline import split_list
+from pipeline.inline import parse_duration, split_list
 from pipeline.catalog import Kind, catalog
 from pipeline.models import TuneRequest
 from pipeline.validation import Limits, parse_tempo
@@ -31,7 +31,7 @@ class TuneOptions:
     mood: Optional[str] = None
     instruments: Optional[str] = None
     tempo: Optional[str] = None
-    duration: Optional[float] = None
+    duration: Optional[Union[float, str]] = None  # as Discord sent it; checked in request_from_options
     takes: Optional[int] = None
     seed: Optional[int] = None
 
@@ -41,8 +41,10 @@ class TuneOptions:
 
 def request_from_options(options: TuneOptions, limits: Limits) -> TuneRequest:
     """The request the options describe (not validated yet; raises InvalidRequest for a bad tempo)."""
-    request = TuneRequest(prompt=(options.prompt or "").strip(),
-                          duration=options.duration or min(DEFAULT_DURATION, limits.max_duration))
+    duration = min(DEFAULT_DURATION, limits.max_duration)
+    if options.duration is not None:
+        duration = parse_duration(str(options.duration), limits)
+    request = TuneRequest(prompt=(options.prompt or "").strip(), duration=duration)
     request.genres = split_list(options.genre or "")
     request.moods = split_list(options.mood or "")
     request.instruments = split_list(options.instruments or "")
@@ -113,6 +115,9 @@ def make_tune_command(handler: TuneHandler, max_duration: float) -> app_commands
         takes="how many different versions (1-4)",
         seed="a number to get the same result again",
     )
+    # Choices make a menu, but Discord keeps whatever was registered last: after the maximum
+    # is lowered and the commands aren't synced again, a user may still pick 300. The plain
+    # ``int`` annotation lets any value through to validation, which names the allowed range.
     @app_commands.choices(duration=duration_choices(max_duration))
     async def tune(
         interaction: discord.Interaction,
@@ -121,13 +126,13 @@ def make_tune_command(handler: TuneHandler, max_duration: float) -> app_commands
         mood: Optional[str] = None,
         instruments: Optional[str] = None,
         tempo: Optional[str] = None,
-        duration: Optional[app_commands.Choice[int]] = None,
+        duration: Optional[int] = None,  # any number: a stale registration may offer others
         takes: Optional[app_commands.Range[int, 1, 4]] = None,
         seed: Optional[app_commands.Range[int, 0, 4294967295]] = None,
     ) -> None:
         await handler(interaction, TuneOptions(
             prompt=prompt, genre=genre, mood=mood, instruments=instruments, tempo=tempo,
-            duration=float(duration.value) if duration is not None else None, takes=takes, seed=seed,
+            duration=duration, takes=takes, seed=seed,
         ))
 
     for name, kind in (("genre", "genre"), ("mood", "mood"), ("instruments", "instrument")):

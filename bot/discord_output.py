@@ -6,6 +6,9 @@ Without a thread (DMs, channels where threads aren't allowed) they go in place: 
 interaction follow-ups while the interaction token is alive (15 minutes), then with the
 bot token. The status message is edited the same way. The clock is injectable so the
 15-minute switch can be tested.
+
+Every text goes out through ``fit``: Discord refuses a message over 2,000 characters (and a
+thread name over 100) with a 400, which would leave the user on "thinking…".
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import discord
 
 from bot import replies
+from bot.posting import Unpostable
 from bot.status import StatusMessages
 from worker.queue import Event, ReplyTo, Take
 
@@ -30,6 +34,14 @@ INTERACTION_TOKEN_LIFETIME_S = 15 * 60
 TOKEN_SAFETY_MARGIN_S = 60  # stop using a token a minute before Discord stops taking it
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord allows a bot in an unboosted guild or a DM
 REGENERATE_EMOJI = "🔁"
+MAX_CONTENT = 2000  # characters (code points) in a message
+MAX_THREAD_NAME = 100
+HISTORY_LOOKED_AT = 100  # recent messages searched for a take an earlier attempt may have posted
+
+
+def fit(text: str, limit: int = MAX_CONTENT) -> str:
+    """``text`` within one of Discord's limits (a message by default)."""
+    return replies.clip(text, limit)
 
 
 @dataclass
@@ -81,7 +93,7 @@ class DiscordOutput(StatusMessages):
                 log.info("job %s: take %d is %d bytes, over the %d-byte upload limit even re-encoded",
                          event.job_id, take.index, len(audio), limit)
                 await self._send(event.reply_to, content=replies.too_large(limit))
-                return None
+                raise Unpostable("over the upload limit")
             log.info("job %s: take %d re-encoded from %d to %d bytes for a %d-byte upload limit",
                      event.job_id, take.index, len(audio), len(fitted), limit)
             audio = fitted
@@ -91,6 +103,19 @@ class DiscordOutput(StatusMessages):
             return None
         await self._offer_regenerate(event, message)
         return str(message.id)
+
+    async def find_take(self, event: Event, take: Take, filename: str) -> str | None:
+        """A recent message of the bot's in the take's thread (or channel) that carries
+        ``filename`` and the take's line: what an earlier attempt posted although its answer
+        never came."""
+        channel = self.client.get_partial_messageable(int(self._where(event.reply_to)))
+        me = self.client.user.id if self.client.user else None
+        async for message in channel.history(limit=HISTORY_LOOKED_AT):
+            if (message.author.id == me and replies.shows_take(message.content, take)
+                    and any(a.filename == filename for a in message.attachments)):
+                await self._offer_regenerate(event, message)  # in case the attempt ended before it
+                return str(message.id)
+        return None
 
     # ---- used by the bot's handlers ----------------------------------------------------
     def token_alive(self, reply_to: ReplyTo) -> bool:
@@ -116,17 +141,20 @@ class DiscordOutput(StatusMessages):
 
     async def _edit(self, reply_to: ReplyTo, text: str) -> None:
         if self.token_alive(reply_to):
-            await self._webhook(reply_to).edit_message(int(reply_to.message_id), content=text)
+            await self._webhook(reply_to).edit_message(int(reply_to.message_id), content=fit(text))
             return
         channel = self.client.get_partial_messageable(int(reply_to.channel_id))
-        await channel.get_partial_message(int(reply_to.message_id)).edit(content=text)
+        await channel.get_partial_message(int(reply_to.message_id)).edit(content=fit(text))
 
-    async def _send(self, reply_to: ReplyTo, **kwargs: Any) -> discord.Message | None:
-        if reply_to.thread_id:
-            return await self.client.get_partial_messageable(int(reply_to.thread_id)).send(**kwargs)
-        if self.token_alive(reply_to):
-            return await self._webhook(reply_to).send(wait=True, **kwargs)
-        return await self.client.get_partial_messageable(int(reply_to.channel_id)).send(**kwargs)
+    @staticmethod
+    def _where(reply_to: ReplyTo) -> str:
+        """The channel results land in: the job's thread, else where it was asked."""
+        return reply_to.thread_id or reply_to.channel_id
+
+    async def _send(self, reply_to: ReplyTo, *, content: str, **kwargs: Any) -> discord.Message | None:
+        if not reply_to.thread_id and self.token_alive(reply_to):
+            return await self._webhook(reply_to).send(content=fit(content), wait=True, **kwargs)
+        return await self.client.get_partial_messageable(int(self._where(reply_to))).send(content=fit(content), **kwargs)
 
 
 def _fit(audio: bytes, limit: int) -> bytes | None:

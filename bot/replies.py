@@ -1,4 +1,8 @@
-"""Every text the bots show users, in one place, so Discord and Slack say the same thing."""
+"""Every text the bots show users, in one place, so Discord and Slack say the same thing.
+
+Captions are shown clipped (``shown``): a prompt of 1,000 characters and dozens of tags make
+a caption no chat line should carry whole. The job keeps the whole caption.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import unicodedata
 from worker.queue import Event, Take
 
 EXAMPLE = "rainy night lo-fi genre:jazz mood:calm bpm:80 30s takes:2"
+SHOWN_CAPTION_CHARS = 300
 
 HELP = (
     "🎵 *TexTuneS* makes background music from a few words or from your text.\n"
@@ -55,18 +60,42 @@ def queue_full(depth: int) -> str:
     return f"The music queue is full right now ({depth} tracks waiting). Please try again in a few minutes."
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, with an ellipsis where it was cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "…"
+
+
+def shown(caption: str) -> str:
+    """A caption as chat lines show it."""
+    return clip(" ".join(caption.split()), SHOWN_CAPTION_CHARS)
+
+
 def status_line(caption: str, position: int) -> str:
     where = f"#{position} in line" if position > 0 else "starting"
-    return f"🎼 {caption} — {where}"
+    return f"🎼 {shown(caption)} — {where}"
 
 
 def progress_line(caption: str, fraction: float) -> str:
-    return f"🎼 {caption} — generating {int(round(fraction * 100))} %"
+    return f"🎼 {shown(caption)} — generating {int(round(fraction * 100))} %"
 
 
-def done_line(caption: str, takes: int) -> str:
-    noun = "take" if takes == 1 else "takes"
-    return f"✅ {caption} — {takes} {noun} ready. React 🔁 for another."
+def done_line(caption: str, posted: int, total: int, job_id: str) -> str:
+    """The final status once every take is posted, or settled as not postable."""
+    if posted == total:
+        noun = "take" if total == 1 else "takes"
+        return f"✅ {shown(caption)} — {total} {noun} ready. React 🔁 for another."
+    return f"⚠️ {shown(caption)} — {posted} of {total} takes could be posted (job {job_id})."
+
+
+def cancelled_status(event: Event) -> str:
+    reason = event.error.strip()
+    if "cancel" in reason.lower():
+        return f"🚫 {reason}"
+    return f"🚫 Cancelled by an operator{': ' + reason if reason else '.'}"
+
+
+def expired_line(number: int, job_id: str) -> str:
+    return f"⚠️ Take {number} expired before it could be posted. Job id: {job_id}."
 
 
 def analysing_line() -> str:
@@ -75,11 +104,17 @@ def analysing_line() -> str:
 
 def analysis_line(event: Event) -> str:
     explanation = (event.brief or {}).get("explanation", "")
-    return f"🧠 {explanation}" if explanation else f"🧠 {event.caption}"
+    return f"🧠 {explanation}" if explanation else f"🧠 {shown(event.caption)}"
 
 
-def take_line(take: Take) -> str:
-    return f"Take {take.index} · seed {take.seed} · {take.duration:.1f} s"
+def take_line(take: Take, number: int) -> str:
+    """``number``: the take's number in its thread (🔁 takes continue the count)."""
+    return f"Take {number} · seed {take.seed} · {take.duration:.1f} s"
+
+
+def shows_take(text: str, take: Take) -> bool:
+    """Whether a posted message's text is ``take``'s line (its seed is as good as unique)."""
+    return f" · seed {take.seed} · " in text
 
 
 def failed_line(event: Event) -> str:
@@ -105,7 +140,8 @@ def not_a_result() -> str:
 
 
 def filename(caption: str, take: int) -> str:
-    """``textunes-<slug>-<n>.mp3``: a short ASCII slug of the caption."""
+    """``textunes-<slug>-<n>.mp3``: a short ASCII slug of the caption and the take's number
+    in its thread, so no two takes in a thread share a name (a repeated post is found by it)."""
     text = unicodedata.normalize("NFKD", caption).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     slug = "-".join(slug.split("-")[:6])[:48].strip("-") or "track"

@@ -1,7 +1,9 @@
 """The Slack app: ``/tune``, @mentions with text, and a :repeat: (🔁) reaction on a result.
 
 ``textunes slack`` runs it (``run``), in Socket Mode (an app-level token, no public URL) or
-HTTP mode (Slack posts to ``/slack/events``; requests are verified with the signing secret).
+HTTP mode (Slack posts to ``/slack/events``; ``bot.slack_http`` verifies each request's
+signature before anything is parsed). ``SLACK_API_URL`` points the Web API client elsewhere
+(a proxy, GovSlack's ``https://slack-gov.com/api/``, a test double).
 Handlers turn Slack payloads into requests for ``bot.service.TuneService``; results come
 back through ``SlackOutput``, which the shared ``EventPump`` drives from Redis.
 
@@ -16,20 +18,24 @@ import asyncio
 import html
 import logging
 import re
-import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 
 from bot import replies
-from pipeline.inline import parse_inline
+from bot.runner import run_until_signalled
+from bot.seen import SeenEvents
 from bot.service import EventPump, Refused, Submission, TuneService, preview_caption
-from bot.slack_output import REGENERATE_REACTION, SlackOutput, file_key, message_key
+from bot.slack_http import events_app
+from bot.slack_output import REGENERATE_REACTION, SlackOutput, file_key, message_key, mrkdwn, slack_error
+from pipeline.inline import parse_inline
 from pipeline.models import TuneRequest
 from pipeline.validation import InvalidRequest
 from worker.queue import Job, JobQueue, ReplyTo
@@ -48,9 +54,15 @@ def consumer_name() -> str:
     return f"slack-{socket.gethostname()}"
 
 
+# An emoji as Slack sends it, :fire: or :wave::skin-tone-3:, not inside a word or a time (10:30:00).
+_EMOJI = re.compile(r"(?<![\w:]):(?!\d+:)[a-z0-9_+'-]+:(?::skin-tone-\d:)?(?![\w:])")
+
+
 def mention_text(text: str, bot_user_id: str) -> str:
     """What a mention asks to analyse: Slack's markup turned back into plain text (the bot's
-    own mention removed, links shown as their label, ``&amp;`` and friends unescaped)."""
+    own mention removed, links shown as their label, emoji codes dropped as the emoji they
+    are, ``&amp;`` and friends unescaped)."""
+    text = _EMOJI.sub(" ", text)
     if bot_user_id:
         text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>", " ", text)
 
@@ -67,17 +79,24 @@ def mention_text(text: str, bot_user_id: str) -> str:
 class SlackTunes:
     """The bolt ``AsyncApp`` with TexTuneS's handlers, plus the event pump that posts results."""
 
-    def __init__(self, settings: Settings, queue: JobQueue, *, client: AsyncWebClient | None = None,
-                 consumer: str | None = None, pump_block_ms: int = 1000) -> None:
+    def __init__(self, settings: Settings, queue: JobQueue, *, consumer: str | None = None,
+                 pump_block_ms: int = 1000) -> None:
         self.settings = settings
         self.queue = queue
-        self.client = client or AsyncWebClient(token=settings.slack_bot_token)
+        # Bolt makes the Web API client from the token (given a client of ours as well, it
+        # warns that the SLACK_BOT_TOKEN it finds in the environment goes unused).
+        self.app = AsyncApp(token=settings.slack_bot_token, signing_secret=settings.slack_signing_secret,
+                            name="textunes.slack.bolt")
+        self.client = self.app.client
+        self.client.base_url = settings.slack_api_url.rstrip("/") + "/"
+        self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))  # 429: wait, retry
         self.service = TuneService(queue, settings)
         self.output = SlackOutput(self.client)
         self.pump = EventPump(queue, PLATFORM, consumer or consumer_name(), self.output,
-                              progress_interval_s=settings.progress_interval_s, block_ms=pump_block_ms)
-        # The signing secret verifies HTTP requests; Socket Mode requests skip the check.
-        self.app = AsyncApp(client=self.client, signing_secret=settings.slack_signing_secret, name="textunes.slack.bolt")
+                              progress_interval_s=settings.progress_interval_s, block_ms=pump_block_ms,
+                              lease_s=settings.post_lease_s)
+        self.seen = SeenEvents(queue.redis, prefix=queue.prefix)
+        self.app.middleware(self.once)
         self.app.command("/tune")(self.handle_tune)
         self.app.event("app_mention")(self.handle_mention)
         self.app.event("reaction_added")(self.handle_reaction)
@@ -87,18 +106,30 @@ class SlackTunes:
         self.pump.start()
 
     async def stop(self) -> None:
-        await self.pump.stop()
+        """Stop reading events; the uploads in hand get the shutdown grace period to finish."""
+        await self.pump.stop(self.settings.shutdown_grace_s)
 
     def web_app(self) -> web.Application:
         """The HTTP-mode endpoint: Slack's requests go to ``/slack/events``."""
-        return self.app.web_app(path=EVENTS_PATH)
+        return events_app(self.app, self.settings.slack_signing_secret, EVENTS_PATH)
+
+    async def once(self, body: dict[str, Any], resp: BoltResponse,
+                   next: Callable[[], Awaitable[None]]) -> BoltResponse:  # noqa: A002 (bolt's name)
+        """Middleware: Slack redelivers an event it thinks was not acknowledged in time; act
+        on each ``event_id`` once, and answer the repeats with a plain 200."""
+        event_id = body.get("event_id")
+        if event_id and not await asyncio.to_thread(self.seen.first, PLATFORM, str(event_id)):
+            log.info("event %s delivered again; ignored", event_id)
+            return BoltResponse(status=200, body="")
+        await next()
+        return resp
 
     # ---- /tune -------------------------------------------------------------------------
     async def handle_tune(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
         text = (command.get("text") or "").strip()
         user_id, channel_id = command.get("user_id", ""), command.get("channel_id", "")
         if text.lower() in HELP_WORDS:
-            await ack(text=replies.SLACK_HELP)
+            await ack(text=mrkdwn(replies.SLACK_HELP))
             return
         try:
             limits = self.settings.limits
@@ -106,14 +137,14 @@ class SlackTunes:
                 parse_inline(text, default_duration=min(10.0, limits.max_duration), limits=limits))
         except InvalidRequest as error:
             log.info("/tune by user %s not queued: %s", user_id, error)
-            await ack(text=f"⚠️ {error}")  # shown to the user only
+            await ack(text=mrkdwn(f"⚠️ {error}"))  # shown to the user only
             return
         await ack()  # within Slack's 3 seconds; everything else follows
         try:
             await self._tune(request, command, respond)
         except Exception:
             log.exception("/tune by user %s in %s failed", user_id, channel_id)
-            await respond(text=replies.SLACK_TRY_AGAIN, response_type="ephemeral")
+            await respond(text=mrkdwn(replies.SLACK_TRY_AGAIN), response_type="ephemeral")
 
     async def _tune(self, request: TuneRequest, command: dict[str, Any], respond: Any) -> None:
         user_id, channel_id = command.get("user_id", ""), command.get("channel_id", "")
@@ -121,17 +152,17 @@ class SlackTunes:
             await self.service.precheck(PLATFORM, user_id)
         except Refused as error:
             log.info("/tune by user %s not queued: %s", user_id, error)
-            await respond(text=str(error), response_type="ephemeral")
+            await respond(text=mrkdwn(str(error)), response_type="ephemeral")
             return
         caption = preview_caption(request)
         try:
             posted = await self.client.chat_postMessage(
-                channel=channel_id, text=f"<@{user_id}> 🎼 {caption}")
+                channel=channel_id, text=mrkdwn(f"🎼 {replies.shown(caption)}", mention=user_id))
         except SlackApiError as error:
-            if _error(error) not in CANT_POST:
+            if slack_error(error) not in CANT_POST:
                 raise
-            log.info("/tune by user %s: can't post in %s (%s)", user_id, channel_id, _error(error))
-            await respond(text=replies.SLACK_NOT_IN_CHANNEL, response_type="ephemeral")
+            log.info("/tune by user %s: can't post in %s (%s)", user_id, channel_id, slack_error(error))
+            await respond(text=mrkdwn(replies.SLACK_NOT_IN_CHANNEL), response_type="ephemeral")
             return
         ts = str(posted["ts"])
         reply_to = ReplyTo(platform=PLATFORM, channel_id=str(posted.get("channel") or channel_id), thread_id=ts,
@@ -140,7 +171,7 @@ class SlackTunes:
 
     # ---- mentions ----------------------------------------------------------------------
     async def handle_mention(self, event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
-        if event.get("bot_id") or not await self._first_delivery(body):
+        if event.get("bot_id"):
             return
         bot_user_id = str(getattr(context, "bot_user_id", None) or "")
         user_id, channel_id, ts = event.get("user", ""), event["channel"], event["ts"]
@@ -150,7 +181,7 @@ class SlackTunes:
         if not text and in_thread:
             text = await self._thread_parent_text(channel_id, thread, bot_user_id)
         if not text:
-            await self.client.chat_postMessage(channel=channel_id, thread_ts=thread, text=replies.SLACK_HELP)
+            await self.client.chat_postMessage(channel=channel_id, thread_ts=thread, text=mrkdwn(replies.SLACK_HELP))
             return
         try:
             request = self.service.check(TuneRequest(text=text, duration=min(10.0, self.settings.max_duration)))
@@ -160,7 +191,7 @@ class SlackTunes:
             await self._ephemeral(channel_id, user_id, str(error), thread if in_thread else None)
             return
         status = await self.client.chat_postMessage(
-            channel=channel_id, thread_ts=thread, text=f"<@{user_id}> {replies.analysing_line()}")
+            channel=channel_id, thread_ts=thread, text=mrkdwn(replies.analysing_line(), mention=user_id))
         reply_to = ReplyTo(platform=PLATFORM, channel_id=channel_id, thread_id=thread, message_id=str(status["ts"]),
                            user_id=user_id, extra={"team_id": body.get("team_id", "")})
         await self._submit(request, reply_to, where=f"mention in {channel_id}")
@@ -170,7 +201,7 @@ class SlackTunes:
         try:
             found = await self.client.conversations_replies(channel=channel_id, ts=thread_ts, limit=1)
         except SlackApiError as error:
-            log.info("could not read thread %s in %s (%s)", thread_ts, channel_id, _error(error))
+            log.info("could not read thread %s in %s (%s)", thread_ts, channel_id, slack_error(error))
             return ""
         messages = found.get("messages") or []
         parent = next((m for m in messages if m.get("ts") == thread_ts), None)
@@ -182,8 +213,6 @@ class SlackTunes:
     async def handle_reaction(self, event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
         item = event.get("item") or {}
         if event.get("reaction") != REGENERATE_REACTION or item.get("type") != "message":
-            return
-        if not await self._first_delivery(body):
             return
         user_id, channel_id, ts = event.get("user", ""), item.get("channel", ""), item.get("ts", "")
         bot_user_id = str(getattr(context, "bot_user_id", None) or "")
@@ -201,8 +230,8 @@ class SlackTunes:
         where = old.channel_id or channel_id
         thread = old.thread_id or ts
         caption = preview_caption(job.request)
-        status = await self.client.chat_postMessage(
-            channel=where, thread_ts=thread, text=f"🔁 Another take for <@{user_id}>: 🎼 {caption}")
+        text = f"🔁 Another take for <@{user_id}>: " + mrkdwn(f"🎼 {replies.shown(caption)}")
+        status = await self.client.chat_postMessage(channel=where, thread_ts=thread, text=text)
         reply_to = ReplyTo(platform=PLATFORM, channel_id=where, thread_id=thread, message_id=str(status["ts"]),
                            user_id=user_id, extra=dict(old.extra))
         try:
@@ -217,19 +246,19 @@ class SlackTunes:
         """The job behind a message: a status message is linked by its ts; an uploaded take
         by its file id, read from the message (Slack's upload API doesn't return it)."""
         key = message_key(channel_id, ts)
-        job = await asyncio.to_thread(self.queue.job_for_message, PLATFORM, key)
+        job = await asyncio.to_thread(self.service.links.job_for_message, PLATFORM, key)
         if job is not None:
             return key, job
         try:
             found = await self.client.conversations_replies(
                 channel=channel_id, ts=ts, oldest=ts, latest=ts, inclusive=True, limit=10)
         except SlackApiError as error:
-            log.info("could not read message %s in %s (%s)", ts, channel_id, _error(error))
+            log.info("could not read message %s in %s (%s)", ts, channel_id, slack_error(error))
             return key, None
         message = next((m for m in found.get("messages") or [] if m.get("ts") == ts), None)
         for shared in (message or {}).get("files") or []:
             key = file_key(str(shared.get("id", "")))
-            job = await asyncio.to_thread(self.queue.job_for_message, PLATFORM, key)
+            job = await asyncio.to_thread(self.service.links.job_for_message, PLATFORM, key)
             if job is not None:
                 return key, job
         return key, None
@@ -245,23 +274,10 @@ class SlackTunes:
 
     async def _ephemeral(self, channel_id: str, user_id: str, text: str, thread_ts: str | None) -> None:
         try:
-            await self.client.chat_postEphemeral(channel=channel_id, user=user_id, text=text, thread_ts=thread_ts)
+            await self.client.chat_postEphemeral(channel=channel_id, user=user_id, text=mrkdwn(text),
+                                                 thread_ts=thread_ts)
         except SlackApiError as error:
-            log.info("could not answer user %s privately in %s (%s)", user_id, channel_id, _error(error))
-
-    async def _first_delivery(self, body: dict[str, Any]) -> bool:
-        """Slack redelivers an event it thinks was not acknowledged in time: act once."""
-        event_id = body.get("event_id")
-        if not event_id:
-            return True
-        return await asyncio.to_thread(self.queue.claim_post, f"slack-event-{event_id}", "received")
-
-
-def _error(error: SlackApiError) -> str:
-    try:
-        return str(error.response.get("error", ""))
-    except AttributeError:
-        return ""
+            log.info("could not answer user %s privately in %s (%s)", user_id, channel_id, slack_error(error))
 
 
 # ---- command line ----------------------------------------------------------------------
@@ -301,39 +317,25 @@ def _missing_secret(mode: str, settings: Settings) -> str:
     return ""
 
 
-async def _serve(settings: Settings, queue: JobQueue, mode: str, host: str, port: int,
-                 *, client: AsyncWebClient | None = None, stop: asyncio.Event | None = None) -> int:
-    """Run until SIGINT/SIGTERM (or ``stop``): returns 0 after a clean stop, 2 when Slack
-    rejects a token, 1 when Slack can't be reached."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for signum in signals:
-        try:
-            loop.add_signal_handler(signum, stop.set)
-        except (RuntimeError, ValueError):  # not the main thread (tests)
-            pass
-    try:
-        return await serve(settings, queue, mode, host, port, stop, client=client)
-    finally:
-        for signum in signals:
-            try:
-                loop.remove_signal_handler(signum)
-            except (RuntimeError, ValueError):
-                pass
+async def _serve(settings: Settings, queue: JobQueue, mode: str, host: str, port: int) -> int:
+    """Run until SIGINT/SIGTERM: returns 0 after a clean stop, 2 when Slack rejects a token,
+    1 when Slack can't be reached."""
+    return await run_until_signalled(lambda stop: serve(settings, queue, mode, host, port, stop),
+                                     grace_s=settings.shutdown_grace_s)
 
 
 async def serve(settings: Settings, queue: JobQueue, mode: str, host: str, port: int, stop: asyncio.Event,
-                *, client: AsyncWebClient | None = None, consumer: str | None = None) -> int:
-    app = SlackTunes(settings, queue, client=client, consumer=consumer)
+                *, consumer: str | None = None) -> int:
+    app = SlackTunes(settings, queue, consumer=consumer)
     try:
         who = await app.client.auth_test()
     except SlackApiError as error:
-        print(f"textunes slack: Slack rejected SLACK_BOT_TOKEN ({_error(error)}); copy the Bot User OAuth Token "
+        print(f"textunes slack: Slack rejected SLACK_BOT_TOKEN ({slack_error(error)}); copy the Bot User OAuth Token "
               "again from OAuth & Permissions (and reinstall the app if its scopes changed).", file=sys.stderr)
         return 2
     except Exception as error:  # network: DNS, TLS, proxy
-        print(f"textunes slack: can't reach Slack ({type(error).__name__}: {error}).", file=sys.stderr)
+        print(f"textunes slack: can't reach Slack at {app.client.base_url} ({type(error).__name__}: {error}).",
+              file=sys.stderr)
         return 1
     log.info("Slack app %s in workspace %s (%s); reading events as %s", who.get("user"), who.get("team"),
              mode, app.pump.consumer)
@@ -365,7 +367,7 @@ async def _socket_mode(app: SlackTunes, settings: Settings, stop: asyncio.Event)
     try:  # ask for the WebSocket URL ourselves: a bad app token is reported, not retried forever
         opened = await app.client.apps_connections_open(app_token=settings.slack_app_token)
     except SlackApiError as error:
-        print(f"textunes slack: Slack rejected SLACK_APP_TOKEN ({_error(error)}); it must be an app-level token "
+        print(f"textunes slack: Slack rejected SLACK_APP_TOKEN ({slack_error(error)}); it must be an app-level token "
               "(xapp-…) with the connections:write scope, and Socket Mode must be on.", file=sys.stderr)
         return 2
     handler = AsyncSocketModeHandler(app.app, settings.slack_app_token, web_client=app.client)

@@ -6,9 +6,14 @@ differ by 15 dB) and none clips in a player or after MP3 decoding.
 
 The order matters and is iterated rather than done once::
 
+    DC and subsonic removal (high-pass) ──►
     gain ──► look-ahead peak limiter (ceiling) ──► fades ──► measure ──┐
       ▲                                                                 │
       └──────────── correct the gain by what limiting and fades cost ◄──┘
+
+The high-pass comes first: a DC offset (a take whose samples sit around +0.68) or
+subsonic rumble counts toward the peak but not toward the loudness, so left in, it
+makes the limiter hold the music down below the target.
 
 Limiting and fades only ever lower the level, so the measured loudness after them is
 below what the plain gain predicts; a few rounds of correction (2 on each seed take) land the
@@ -26,6 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 import pyloudnorm
+from scipy import signal
 
 from pipeline.audio_io import UnreadableAudio, as_frames, check_rate, read_audio
 from pipeline.audio_limiter import limit_peaks
@@ -41,6 +47,7 @@ __all__ = [
     "fit_mp3",
     "loudness_lufs",
     "read_audio",
+    "remove_subsonic",
 ]
 
 BLOCK_S = 0.4  # BS.1770 gating block; shorter clips are measured by plain RMS
@@ -58,6 +65,7 @@ class Mastering:
     ceiling_dbfs: float = -1.0
     fade_in_s: float = 0.5
     fade_out_s: float = 1.5
+    highpass_hz: float = 20.0  # DC and subsonic content go before loudness is measured; 0 keeps them
 
 
 def loudness_lufs(samples: np.ndarray, sample_rate: int) -> float:
@@ -84,6 +92,7 @@ def master(samples: np.ndarray, sample_rate: int, mastering: Mastering = Masteri
     if frames.shape[0] == 0:
         return np.zeros(shape, dtype=np.float32)
 
+    frames = remove_subsonic(frames, rate, mastering.highpass_hz)
     ceiling = 10.0 ** (mastering.ceiling_dbfs / 20.0)
     fades = _fade_curve(frames.shape[0], rate, mastering.fade_in_s, mastering.fade_out_s)
     start = _loudness(frames, rate)
@@ -107,11 +116,28 @@ def master(samples: np.ndarray, sample_rate: int, mastering: Mastering = Masteri
     return _to_output(best[1] if best is not None else out, ceiling, shape)
 
 
+def remove_subsonic(frames: np.ndarray, rate: int, cutoff_hz: float = 20.0) -> np.ndarray:
+    """``(n, channels)`` frames without their DC offset (each channel's mean) and with a
+    gentle zero-phase high-pass at ``cutoff_hz``: a 2nd-order Butterworth run forwards and
+    backwards, so nothing moves in time; -6 dB at the cutoff, about -0.5 dB an octave above
+    it, -48 dB two octaves below. The edges are padded by 0.1 s of point-reflected signal,
+    so the filter's settling doesn't colour the first and last moments."""
+    if cutoff_hz <= 0:
+        return frames
+    centred = frames - np.mean(frames, axis=0, keepdims=True)
+    if centred.shape[0] < 16:  # a few samples: nothing for a filter to work on
+        return centred
+    sos = signal.butter(2, cutoff_hz, btype="highpass", fs=rate, output="sos")
+    return signal.sosfiltfilt(sos, centred, axis=0, padtype="odd", padlen=min(rate // 10, centred.shape[0] - 1))
+
+
 def _check_mastering(mastering: Mastering) -> None:
     if not mastering.ceiling_dbfs <= 0.0:
         raise ValueError(f"The ceiling must be at or below 0 dBFS, got {mastering.ceiling_dbfs}.")
     if mastering.fade_in_s < 0 or mastering.fade_out_s < 0:
         raise ValueError("Fade lengths can't be negative.")
+    if not 0.0 <= mastering.highpass_hz < 200.0:
+        raise ValueError(f"The high-pass must be 0 (off) or below 200 Hz, got {mastering.highpass_hz}.")
     if not math.isfinite(mastering.target_lufs):
         raise ValueError("The loudness target must be a number of LUFS.")
 

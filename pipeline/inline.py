@@ -6,7 +6,9 @@ Inline syntax (Slack ``/tune``, and anything else typed as one line)::
 
 Option names: ``genre`` / ``genres``, ``mood`` / ``moods``, ``instrument(s)`` / ``inst``,
 ``tempo`` (slow, medium, fast, 느린, 보통, 빠른, or a bpm), ``bpm``, ``duration`` / ``length``
-(``30``, ``30s``, ``0:30``), ``takes``, ``seed``. A bare ``20s`` sets the duration. Values
+(``30``, ``30s``, ``0:30``), ``takes``, ``seed``. A bare ``20s`` (or ``20초``) sets the duration,
+however large, so a length out of range is refused with the range instead of joining the
+prompt; a decade such as ``1990s`` stays in the prompt. Values
 with spaces: quote them (``genre:"hip hop"``) or join words with ``_``. Catalog names work
 in English or Korean; everything that is not an option is the free prompt.
 """
@@ -27,7 +29,10 @@ _KEYS = {
     "duration": "duration", "length": "duration", "길이": "duration",
     "takes": "takes", "take": "takes", "seed": "seed",
 }
-_BARE_DURATION = re.compile(r"^(\d{1,3}(?:\.\d+)?)\s*(?:s|sec|secs|seconds|초)$", re.IGNORECASE)
+_UNIT = r"\s*(?:s|sec|secs|seconds|초)"
+_BARE_DURATION = re.compile(rf"(\d+(?:\.\d+)?){_UNIT}", re.IGNORECASE)
+_DURATION = re.compile(rf"(-?\d+(?:\.\d+)?)(?:{_UNIT})?", re.IGNORECASE)
+_DECADE = re.compile(r"(?:1\d|20)\d0s", re.IGNORECASE)  # 1990s, 2010s: a decade, not a length
 
 
 def split_list(value: str) -> list[str]:
@@ -35,15 +40,21 @@ def split_list(value: str) -> list[str]:
     return [part.strip().replace("_", " ") for part in re.split(r"[,，、]", value) if part.strip()]
 
 
-def parse_duration(value: str) -> float:
+def parse_duration(value: str, limits: Limits = Limits()) -> float:
+    """``30``, ``30s``, ``30초`` or ``0:30`` -> seconds (not checked against the limits yet)."""
     text = value.strip().lower()
     match = re.fullmatch(r"(\d+):(\d{1,2})", text)
     if match:
         return int(match.group(1)) * 60 + int(match.group(2))
-    match = _BARE_DURATION.match(text) or re.fullmatch(r"(\d{1,3}(?:\.\d+)?)", text)
+    match = _DURATION.fullmatch(text)
     if not match:
-        raise InvalidRequest(f"Duration '{value}' isn't a number of seconds (try `20s` or `0:30`).")
+        raise InvalidRequest(f"Duration '{value}' isn't a length; it must be between {limits.min_duration:g} and "
+                             f"{limits.max_duration:g} seconds (like `20s` or `0:30`).")
     return float(match.group(1))
+
+
+def _is_length(token: str) -> bool:
+    return _BARE_DURATION.fullmatch(token) is not None and _DECADE.fullmatch(token) is None
 
 
 def parse_int(name: str, value: str) -> int:
@@ -65,8 +76,8 @@ def parse_inline(text: str, *, default_duration: float = 10.0, limits: Limits = 
         key, sep, value = token.partition(":")
         field = _KEYS.get(key.strip().lower()) if sep else None
         if field is None:
-            if _BARE_DURATION.match(token):
-                request.duration = parse_duration(token)
+            if _is_length(token):
+                request.duration = parse_duration(token, limits)
             else:
                 free.append(token)
             continue
@@ -80,7 +91,7 @@ def parse_inline(text: str, *, default_duration: float = 10.0, limits: Limits = 
         elif field == "bpm":
             request.tempo, request.bpm = parse_tempo(value, limits)
         elif field == "duration":
-            request.duration = parse_duration(value)
+            request.duration = parse_duration(value, limits)
         elif field == "takes":
             request.takes = parse_int("Takes", value)
         elif field == "seed":

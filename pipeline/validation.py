@@ -39,6 +39,8 @@ def validate(request: TuneRequest, limits: Limits = Limits()) -> TuneRequest:
             f"The text is {len(text):,} characters; the limit is {limits.max_text_chars:,}. "
             "Send the part that sets the scene."
         )
+    if text:
+        _check_words(text, limits)
     genres = _canonical("genre", request.genres)
     moods = _canonical("mood", request.moods)
     instruments = _canonical("instrument", request.instruments)
@@ -65,6 +67,17 @@ def validate(request: TuneRequest, limits: Limits = Limits()) -> TuneRequest:
         raise InvalidRequest(f"Seed must be a whole number from 0 to {2**32 - 1} (got {request.seed}).")
     return replace(request, prompt=prompt, text=text, genres=genres, moods=moods,
                    instruments=instruments, tempo=tempo)
+
+
+def _check_words(text: str, limits: Limits) -> None:
+    """Refuse a text the analyser would find no words in (only emoji, numbers, punctuation,
+    links or mentions), before it is queued: the same cleaning the analyser does."""
+    from pipeline.analysis.text import AnalysisError, clean  # no model: cleaning only
+
+    try:
+        clean(text, limits.max_text_chars)
+    except AnalysisError as error:
+        raise InvalidRequest(str(error)) from None
 
 
 def parse_tempo(value: str, limits: Limits = Limits()) -> tuple[str | None, int | None]:

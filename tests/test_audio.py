@@ -26,6 +26,7 @@ from pipeline.audio import (
     fit_mp3,
     loudness_lufs,
     read_audio,
+    remove_subsonic,
 )
 
 
@@ -108,7 +109,8 @@ def test_limiting_lowers_the_envelope_instead_of_clipping(path: Path) -> None:
     samples, rate = _seed(path)
     out = _finished(path)
     middle = slice(rate, len(samples) - 2 * rate)  # away from the fades
-    src, res = samples[middle].astype(np.float64), out[middle].astype(np.float64)
+    filtered = remove_subsonic(samples.reshape(len(samples), -1).astype(np.float64), rate).reshape(samples.shape)
+    src, res = filtered[middle], out[middle].astype(np.float64)  # the limiter's gain, after the high-pass
     loud = np.abs(src) > 0.05 * np.max(np.abs(src))
     gain_db = 20 * np.log10(np.abs(res[loud]) / np.abs(src[loud]))
     neighbours = np.diff(np.flatnonzero(loud)) == 1
@@ -158,6 +160,31 @@ def test_other_targets_and_ceilings_are_honoured() -> None:
     assert out.shape == noise.shape
     assert loudness_lufs(out, RATE) == pytest.approx(-20.0, abs=0.5)
     assert float(np.max(np.abs(out))) <= 10 ** (-3.0 / 20)
+
+
+
+def test_a_dc_offset_is_removed_before_the_loudness_is_measured() -> None:
+    # a take whose samples sit around +0.68: the offset counts toward the peak, not the loudness
+    offset = _tone(5.0, amplitude=0.25) + np.float32(0.68)
+    out = master(offset, RATE)
+
+    assert loudness_lufs(out, RATE) == pytest.approx(-14.0, abs=0.1)
+    assert abs(float(np.mean(out))) < 1e-3
+    assert float(np.max(np.abs(out))) <= CEILING
+
+
+def test_subsonic_content_is_filtered_out_and_the_music_kept() -> None:
+    rumble = _tone(6.0, amplitude=0.3, hz=5.0)  # 5 Hz: inaudible, but it eats headroom
+    music = _tone(6.0, amplitude=0.1, hz=440.0)
+    out = master(rumble + music, RATE)
+
+    def level(samples: np.ndarray, hz: float) -> float:  # amplitude of one frequency, middle 4 s
+        part = samples[RATE : 5 * RATE].astype(np.float64)
+        t = np.arange(len(part)) / RATE
+        return float(2 * abs(np.mean(part * np.exp(-2j * np.pi * hz * t))))
+
+    assert level(out, 5.0) < 0.05 * level(out, 440.0)  # the rumble was 3x the music going in
+    assert loudness_lufs(out, RATE) == pytest.approx(-14.0, abs=0.1)
 
 
 # --- edge cases a generator can produce ----------------------------------------------------

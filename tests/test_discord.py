@@ -18,6 +18,7 @@ import soundfile as sf
 
 from bot import replies
 from bot.discord_bot import TexTunesBot
+from bot.service import preview_caption
 from tests import fake_worker
 from tests.fake_worker import FakeWorker
 from tests.events import events_settled
@@ -206,9 +207,60 @@ async def test_failed_job_says_so_in_the_thread_with_the_job_id(harness: Harness
         warning = await fake.wait_for(
             lambda: [m for m in fake.in_channel(thread_id) if m.content.startswith("⚠️")], what="the failure")
         await fake.wait_for(lambda: harness.status_text(interaction).startswith("⚠️"), what="the status to say so")
-    job = bot.queue.job_for_message("discord", harness.status(interaction).id)
+    job = bot.service.links.job_for_message("discord", harness.status(interaction).id)
     assert job is not None and job.job_id in warning[0].content
     assert "Traceback" not in warning[0].content and not fake.with_files()
+
+
+async def test_every_message_fits_discords_limits_and_the_job_keeps_the_whole_caption(harness: Harness) -> None:
+    from pipeline.catalog import catalog
+
+    fake = harness.fake
+    bot = await harness.start_bot()
+    names = {kind: ", ".join(e.name for e in catalog().entries(kind)[:40]) for kind in ("genre", "mood", "instrument")}
+    prompt = ("rain on the window of a night bus " * 40)[:1000]
+    assert all(len(v) < 6000 for v in names.values())  # each option within what Discord lets a user send
+    with FakeWorker(harness.redis_url):
+        interaction = await fake.slash("tune", {"prompt": prompt, "genre": names["genre"], "mood": names["mood"],
+                                                "instruments": names["instrument"]})
+        thread_id = (await fake.wait_for(fake.threads, what="a thread"))[0]
+        await fake.wait_for(lambda: fake.with_files(thread_id), what="the take")
+        await fake.wait_for(lambda: harness.status_text(interaction).startswith("✅"), what="the final status")
+        unknown = await fake.slash("tune", {"genre": "x" * 3000})
+        await fake.wait_for(lambda: unknown.callback_type is not None, what="an answer")
+    job = bot.service.links.job_for_message("discord", thread_id)
+    assert job is not None and job.request.prompt == prompt and len(job.request.genres) == 40  # not clipped
+    assert len(preview_caption(job.request)) > 2000  # what the status line would have been in full
+    assert fake.status_codes() == []  # Discord refused nothing
+    assert all(len(m.content) <= 2000 for m in fake.messages.values())
+    assert len(fake.channels[thread_id]["name"]) <= 100 and harness.status_text(interaction).endswith("for another.")
+    assert harness.status(unknown).ephemeral and "Unknown genre" in harness.status(unknown).content
+
+
+@pytest.mark.parametrize("registered, value", [(4, 300), (4, 1), (3, "300"), (3, "forever")])
+async def test_a_duration_the_command_no_longer_offers_gets_the_allowed_range(
+        harness: Harness, registered: int, value: Any) -> None:
+    fake = harness.fake
+    bot = await harness.start_bot()
+    # /tune as Discord still has it registered from an older start (a higher maximum, or another type)
+    duration = next(o for c in fake.commands for o in c["options"] if o["name"] == "duration")
+    duration["type"] = registered
+    interaction = await fake.slash("tune", {"genre": "Jazz", "duration": value})
+    await fake.wait_for(lambda: interaction.callback_type is not None, what="an answer")
+    reply = harness.status(interaction)
+    assert reply.ephemeral and "between 5 and 30 seconds" in reply.content
+    assert bot.queue.depth() == 0
+
+
+async def test_a_mention_with_only_emoji_is_refused_before_queueing_and_costs_no_request(harness: Harness) -> None:
+    fake = harness.fake
+    bot = await harness.start_bot(rate_limit_requests=1)
+    mention = await fake.mention("🎵🎶🔥 ✨")
+    reply = await fake.wait_for(lambda: [m for m in fake.in_channel(fake.channel_id) if m.reference_id == mention.id],
+                                what="the refusal")
+    assert "no words to analyse" in reply[0].content
+    assert bot.queue.depth() == 0 and not fake.threads()
+    assert bot.service.limiter.peek(f"discord:{fake.user_id}") is None  # the user's one request is still free
 
 
 # ---- where results go, and the 15-minute token -----------------------------------------------
@@ -288,7 +340,7 @@ async def test_mention_with_text_runs_text_mode_and_explains_the_analysis_first(
     assert status.reference_id == mention.id and status.via == "bot"
     assert status.edits[0][0].startswith("🎼 ")  # the queue position or, if the worker was faster, progress
     await fake.wait_for(lambda: status.content.startswith("✅ melancholic"), what="the final status")
-    job = bot.queue.job_for_message("discord", status.id)
+    job = bot.service.links.job_for_message("discord", status.id)
     assert job is not None and job.request.mode == "text" and job.request.text == STORY
     posts = sorted(fake.in_channel(thread_id), key=lambda m: int(m.id))
     assert posts[0].content.startswith("🧠 melancholic") and not posts[0].files
@@ -300,8 +352,8 @@ async def test_mention_with_a_txt_attachment_reads_the_file(harness: Harness) ->
     bot = await harness.start_bot()
     await fake.mention("", files={"script.txt": ("\ufeff" + STORY).encode()})
     thread_id = (await fake.wait_for(fake.threads, what="a thread"))[0]
-    await fake.wait_for(lambda: bot.queue.job_for_message("discord", thread_id), what="the job")
-    assert bot.queue.job_for_message("discord", thread_id).request.text == STORY
+    await fake.wait_for(lambda: bot.service.links.job_for_message("discord", thread_id), what="the job")
+    assert bot.service.links.job_for_message("discord", thread_id).request.text == STORY
 
 
 @pytest.mark.parametrize("withheld", [False, True])
@@ -312,8 +364,8 @@ async def test_mention_in_a_reply_uses_the_replied_to_message(harness: Harness, 
     original = fake.user_message(STORY)
     await fake.mention("{bot}", reply_to=original.id)
     thread_id = (await fake.wait_for(fake.threads, what="a thread"))[0]
-    await fake.wait_for(lambda: bot.queue.job_for_message("discord", thread_id), what="the job")
-    assert bot.queue.job_for_message("discord", thread_id).request.text == STORY
+    await fake.wait_for(lambda: bot.service.links.job_for_message("discord", thread_id), what="the job")
+    assert bot.service.links.job_for_message("discord", thread_id).request.text == STORY
 
 
 async def test_bare_mention_gets_help_and_queues_nothing(harness: Harness) -> None:
@@ -336,15 +388,19 @@ async def test_regenerate_reaction_makes_a_new_take_in_the_same_thread(harness: 
 
         # 🔁 is offered on every take (the bot reacts first, and ignores its own reaction)
         await fake.wait_for(lambda: ("🔁", fake.bot_id) in first.reactions, what="the bot's 🔁")
-        await fake.wait_for(lambda: bot.queue.job_for_message("discord", first.id), what="the take to be linked")
+        await fake.wait_for(lambda: bot.service.links.job_for_message("discord", first.id), what="the take to be linked")
         await fake.react(first.id, "👍")
         await fake.react(first.id, "🔁")
         takes = await fake.wait_for(lambda: len(fake.with_files(thread_id)) == 2 and fake.with_files(thread_id),
                                     what="a second take")
         await harness.fake.wait_for(harness.events_settled, what="events acknowledged")
     assert len(fake.with_files()) == 2  # one new take: 👍 and the bot's own 🔁 did nothing
-    seeds = [re.search(r"seed (\d+)", m.content).group(1) for m in sorted(takes, key=lambda m: int(m.id))]
+    ordered = sorted(takes, key=lambda m: int(m.id))
+    seeds = [re.search(r"seed (\d+)", m.content).group(1) for m in ordered]
     assert seeds[0] == "7" and seeds[1] != seeds[0]
+    # the new take continues the thread's numbering: no second "Take 1" or "…-1.mp3"
+    assert [m.content.split(" · ")[0] for m in ordered] == ["Take 1", "Take 2"]
+    assert [next(iter(m.files)).rsplit("-", 1)[1] for m in ordered] == ["1.mp3", "2.mp3"]
     regenerated = [m for m in fake.in_channel(thread_id) if not m.files and m.content.startswith("✅")]
     assert len(regenerated) == 1 and regenerated[0].edits[0][0].startswith("🎼 jazz")  # its own status message
 
@@ -356,7 +412,7 @@ async def test_regenerate_counts_against_the_rate_limit(harness: Harness) -> Non
         await fake.slash("tune", {"genre": "Jazz"})
         thread_id = (await fake.wait_for(fake.threads, what="a thread"))[0]
         first = (await fake.wait_for(lambda: fake.with_files(thread_id), what="the take"))[0]
-        await fake.wait_for(lambda: bot.queue.job_for_message("discord", first.id), what="the take to be linked")
+        await fake.wait_for(lambda: bot.service.links.job_for_message("discord", first.id), what="the take to be linked")
         await fake.react(first.id, "🔁")
         refusal = await fake.wait_for(lambda: [m for m in fake.in_channel(thread_id) if "Try again in" in m.content],
                                       what="the refusal")
@@ -449,7 +505,7 @@ async def test_in_a_dm_any_message_is_for_the_bot_and_replies_stay_in_place(harn
     assert take.via == "bot" and not fake.threads()
     status = (await fake.wait_for(lambda: [m for m in fake.in_channel(fake.dm_channel_id)
                                            if m.content.startswith("✅")], what="the final status"))[0]
-    assert bot.queue.job_for_message("discord", status.id).request.text == STORY
+    assert bot.service.links.job_for_message("discord", status.id).request.text == STORY
 
 
 async def test_replying_to_a_result_without_mentioning_the_bot_starts_nothing(harness: Harness) -> None:

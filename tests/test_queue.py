@@ -105,21 +105,6 @@ def test_frontend_restart_rereads_unacknowledged_events(redis_url: str) -> None:
         assert restarted.read_events("discord", "bot-1", block_ms=10) == []
 
 
-def test_message_link_finds_the_request_for_regenerate(queue: JobQueue) -> None:
-    job = _submit(queue, "rainy night")
-    queue.link_message("discord", "m42", job.job_id)
-    found = queue.job_for_message("discord", "m42")
-    assert found is not None and found.request.prompt == "rainy night"
-    assert queue.job_for_message("discord", "unknown") is None
-
-
-def test_claim_post_is_true_only_once(queue: JobQueue) -> None:
-    assert queue.claim_post("j1", "take-1") is True
-    assert queue.claim_post("j1", "take-1") is False
-    queue.unclaim_post("j1", "take-1")
-    assert queue.claim_post("j1", "take-1") is True
-
-
 def test_worker_side_survives_a_redis_restart(redis_server, redis_url: str) -> None:  # type: ignore[no-untyped-def]
     import redis as redis_py
 

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from bot import replies
 from bot.slack_app import SlackTunes, _serve, configure_parser, mention_text, run, serve
+from bot.slack_output import mrkdwn
 from tests.fake_worker import FakeWorker
 from tests.events import events_settled
 from tests.logs import CollectedWarnings
@@ -34,6 +35,7 @@ from worker.queue import JobQueue
 from worker.settings import Settings
 
 ALICE, BOB = "U0ALICE", "U0BOB"
+HELP = mrkdwn(replies.SLACK_HELP)  # as Slack gets it: `/tune &lt;words&gt;`
 
 
 @dataclass
@@ -47,14 +49,13 @@ class Harness:
     def settings(self, **overrides: Any) -> Settings:
         options = {"redis_url": self.redis_url, "slack_bot_token": self.fake.bot_token,
                    "slack_signing_secret": self.fake.signing_secret, "slack_app_token": self.fake.app_token,
-                   "progress_interval_s": 0.0, **overrides}
+                   "slack_api_url": self.fake.base_url, "progress_interval_s": 0.0, **overrides}
         return Settings(**options)
 
     async def start_app(self, *, consumer: str = "slack-test", **overrides: Any) -> SlackTunes:
         """HTTP mode: the bolt app's aiohttp server on a free port; the fake posts to it."""
         queue = JobQueue.from_url(self.redis_url, visibility_timeout_s=30.0)
-        app = SlackTunes(self.settings(**overrides), queue, client=self.fake.client(), consumer=consumer,
-                         pump_block_ms=50)
+        app = SlackTunes(self.settings(**overrides), queue, consumer=consumer, pump_block_ms=50)
         runner = web.AppRunner(app.web_app())
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -78,7 +79,7 @@ class Harness:
         queue = JobQueue.from_url(self.redis_url, visibility_timeout_s=30.0)
         stop = asyncio.Event()
         task = asyncio.create_task(serve(self.settings(**overrides), queue, "socket", "127.0.0.1", 0, stop,
-                                         client=self.fake.client(), consumer="slack-socket-test"))
+                                         consumer="slack-socket-test"))
         self.socket_runs.append((task, stop, queue))
         await self.fake.wait_for(lambda: self.fake.socket_connections or task.done(), what="a Socket Mode connection")
         if task.done():
@@ -105,7 +106,7 @@ class Harness:
 @pytest.fixture
 async def harness(redis_url: str) -> AsyncIterator[Harness]:
     catcher = CollectedWarnings()
-    loggers = [logging.getLogger(name) for name in ("slack_bolt", "slack_sdk", "textunes")]
+    loggers = [logging.getLogger(name) for name in ("slack_bolt", "slack_sdk", "textunes", "aiohttp")]
     for logger in loggers:
         logger.addHandler(catcher)
     fake = FakeSlack()
@@ -124,6 +125,7 @@ async def harness(redis_url: str) -> AsyncIterator[Harness]:
                 if not any(expected in r.getMessage() for expected in h.expected_logs)]
     assert not problems, "warnings or errors were logged:\n" + "\n".join(problems)
     assert not fake.unhandled, f"the app called Web API methods the fake doesn't know: {fake.unhandled}"
+    assert not fake.markup_problems, f"texts Slack would misread: {fake.markup_problems}"
 
 
 def decodes(mp3: bytes) -> float:
@@ -171,7 +173,7 @@ async def test_korean_option_names_and_catalog_labels_work(harness: Harness) -> 
     app = await harness.start_app()
     assert await fake.command("비 오는 밤 장르:재즈 분위기:차분한 템포:느린 15초") == {}
     parent = (await fake.wait_for(harness.parents, what="the parent message"))[0]
-    job = await fake.wait_for(lambda: app.queue.job_for_message("slack", f"{fake.channel_id}:{parent.ts}"),
+    job = await fake.wait_for(lambda: app.service.links.job_for_message("slack", f"{fake.channel_id}:{parent.ts}"),
                               what="the job")
     assert job.request.genres == ["Jazz"] and job.request.moods == ["Calm"] and job.request.duration == 15.0 and job.request.tempo == "slow"
     await fake.wait_for(lambda: "— #1 in line" in parent.text, what="the queue position")
@@ -182,7 +184,7 @@ async def test_tune_help_explains_the_syntax_privately(harness: Harness, text: s
     fake = harness.fake
     app = await harness.start_app()
     ack = await fake.command(text)
-    assert ack["text"] == replies.SLACK_HELP and "genre:" in ack["text"] and "takes:" in ack["text"]
+    assert ack["text"] == HELP and "genre:" in ack["text"] and "takes:" in ack["text"]
     assert ack.get("response_type", "ephemeral") == "ephemeral"
     assert fake.messages == [] and app.queue.depth() == 0
 
@@ -252,7 +254,7 @@ async def test_a_failed_job_says_so_in_the_thread_with_its_job_id(harness: Harne
     with FakeWorker(harness.redis_url, fail_prompts=("doomed",)):
         await fake.command("doomed jazz")
         parent = (await fake.wait_for(harness.parents, what="the parent message"))[0]
-        job = await fake.wait_for(lambda: app.queue.job_for_message("slack", f"{fake.channel_id}:{parent.ts}"),
+        job = await fake.wait_for(lambda: app.service.links.job_for_message("slack", f"{fake.channel_id}:{parent.ts}"),
                                   what="the job")
         failure = (await fake.wait_for(lambda: fake.in_thread(fake.channel_id, parent.ts), what="the failure"))[0]
         await fake.wait_for(harness.events_settled, what="events acknowledged")
@@ -278,7 +280,7 @@ async def test_mention_with_text_analyses_it_and_replies_in_a_thread_on_the_ment
     assert status.user == fake.bot_user_id and status.edits[0] == f"<@{ALICE}> {replies.analysing_line()}"
     assert "melancholic" in analysis.text and "70 bpm" in analysis.text
     assert decodes(fake.audio(take)) > 1.0
-    job = app.queue.job_for_message("slack", f"{fake.channel_id}:{status.ts}")
+    job = app.service.links.job_for_message("slack", f"{fake.channel_id}:{status.ts}")
     assert job.request.mode == "text" and job.request.text == STORY + " & my blog"
     assert harness.parents() == []  # nothing new at the channel's top level
 
@@ -298,7 +300,7 @@ async def test_bare_mention_gets_help_in_its_thread(harness: Harness) -> None:
     app = await harness.start_app()
     mention = await fake.mention("")
     reply = (await fake.wait_for(lambda: fake.in_thread(fake.channel_id, mention.ts), what="help"))[0]
-    assert reply.text == replies.SLACK_HELP and app.queue.depth() == 0
+    assert reply.text == HELP and app.queue.depth() == 0
 
 
 async def test_bare_mention_in_a_thread_reads_the_post_it_replies_to(harness: Harness) -> None:
@@ -307,7 +309,7 @@ async def test_bare_mention_in_a_thread_reads_the_post_it_replies_to(harness: Ha
     post = fake.user_message(STORY, user=BOB)
     await fake.mention("", thread_ts=post.ts)
     status = (await fake.wait_for(lambda: fake.in_thread(fake.channel_id, post.ts)[1:], what="a status"))[0]
-    job = await fake.wait_for(lambda: app.queue.job_for_message("slack", f"{fake.channel_id}:{status.ts}"),
+    job = await fake.wait_for(lambda: app.service.links.job_for_message("slack", f"{fake.channel_id}:{status.ts}"),
                               what="the job")
     assert job.request.text == STORY and job.reply_to.thread_id == post.ts
 
@@ -354,11 +356,14 @@ async def test_repeat_reaction_on_a_take_makes_another_take_in_the_same_thread(h
         await fake.wait_for(harness.events_settled, what="events acknowledged")
     seeds = [seed_of(t) for t in takes]
     assert seeds[0] == 42 and len(set(seeds)) == 3
+    # 🔁 takes continue the thread's numbering: Take 1, 2, 3 and …-1/2/3.mp3, no repeats
+    assert [t.text.split(" · ")[0] for t in takes] == ["Take 1", "Take 2", "Take 3"]
+    assert [fake.uploads[t.files[0]["id"]].filename.rsplit("-", 1)[1] for t in takes] == ["1.mp3", "2.mp3", "3.mp3"]
     assert all(decodes(fake.audio(t)) > 1.0 for t in takes)
     notes = [m for m in fake.in_thread(fake.channel_id, parent.ts) if m.text.startswith(("🔁", f"<@{BOB}>"))]
     assert any(f"<@{BOB}>" in m.text for m in notes)
-    second_job = app.queue.job_for_message("slack", f"file:{takes[1].files[0]['id']}")
-    first_job = app.queue.job_for_message("slack", f"file:{takes[0].files[0]['id']}")
+    second_job = app.service.links.job_for_message("slack", f"file:{takes[1].files[0]['id']}")
+    first_job = app.service.links.job_for_message("slack", f"file:{takes[0].files[0]['id']}")
     assert (second_job.request.prompt, second_job.request.duration) == (first_job.request.prompt, 5.0)  # same request…
     assert second_job.parent_job_id == first_job.job_id and second_job.request.seed is None  # …a new seed
     assert len(harness.parents()) == 1
@@ -410,6 +415,76 @@ async def test_unverified_requests_get_401_and_run_nothing(harness: Harness, cas
     assert status == 401
     await asyncio.sleep(0.1)
     assert fake.calls == [] and app.queue.depth() == 0
+
+
+@pytest.mark.parametrize("body, content_type", [
+    ("this is not json", "application/json"), ("[1, 2, 3]", "application/json"), ('"a string"', "application/json"),
+    ("{\"type\": ", "application/json"), ("payload=%7Bnot-json", "application/x-www-form-urlencoded"), ("", "text/plain"),
+])
+async def test_a_body_that_is_no_slack_payload_gets_400_when_signed_and_401_when_not(
+        harness: Harness, body: str, content_type: str) -> None:
+    fake = harness.fake
+    app = await harness.start_app()
+    status, _ = await fake.post_signed(body, content_type)
+    assert status == 400
+    status, _ = await fake.post_signed(body, content_type, headers={})
+    assert status == 401
+    assert fake.calls == [] and app.queue.depth() == 0  # (and no traceback: the harness fails on ERROR logs)
+
+
+@pytest.mark.parametrize("text", ["jazz piano 9999s", "jazz piano duration:9999", "jazz piano 길이:9999",
+                                  "jazz piano length:2s", "jazz piano duration:forever"])
+async def test_a_length_outside_the_limits_is_refused_with_the_range(harness: Harness, text: str) -> None:
+    fake = harness.fake
+    app = await harness.start_app()
+    ack = await fake.command(text)
+    assert "between 5 and 30 seconds" in ack["text"] and ack.get("response_type", "ephemeral") == "ephemeral"
+    assert fake.messages == [] and app.queue.depth() == 0
+
+
+async def test_user_text_is_escaped_so_slack_shows_it_as_typed(harness: Harness) -> None:
+    fake = harness.fake
+    await harness.start_app()
+    await fake.command("rain <b> & <!channel> jazz")
+    parent = (await fake.wait_for(harness.parents, what="the parent message"))[0]
+    assert parent.text.startswith(f"<@{ALICE}> ") and "rain &lt;b&gt; &amp; &lt;!channel&gt; jazz" in parent.text
+    ack = await fake.command("genre:<https://evil.example|Jazz>")
+    assert "&lt;https://evil.example|Jazz&gt;" in ack["text"]  # not a link
+    # (every text the app sent is checked the way Slack reads it: see the harness)
+
+
+async def test_a_mention_with_only_emoji_is_refused_privately_and_costs_no_request(harness: Harness) -> None:
+    fake = harness.fake
+    app = await harness.start_app(rate_limit_requests=1)
+    mention = await fake.mention(":musical_note: 🎶🔥")
+    notice = (await fake.wait_for(lambda: fake.ephemerals, what="the private refusal"))[0]
+    assert notice["user"] == ALICE and "no words to analyse" in notice["text"]
+    assert fake.in_thread(fake.channel_id, mention.ts) == [] and app.queue.depth() == 0
+    assert app.service.limiter.peek(f"slack:{ALICE}") is None
+
+
+async def test_starts_without_bolts_token_warning_when_the_token_is_in_the_environment(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", harness.fake.bot_token)  # as in every deployment
+    app = await harness.start_app()
+    assert (await harness.fake.command("help"))["text"] == HELP
+    assert app.client.base_url == harness.fake.base_url  # SLACK_API_URL
+    # (the harness fails on bolt's "As you gave `client` as well, `token` will be unused")
+
+
+async def test_a_web_api_call_answered_429_is_retried_after_retry_after(harness: Harness) -> None:
+    fake = harness.fake
+    await harness.start_app()
+    limited = fake.faults.rate_limit(lambda call: call.method == "chat.postMessage", retry_after=1)
+    await fake.command("jazz piano")
+    await fake.wait_for(harness.parents, what="the parent message, posted on the second try")
+    assert len(limited.calls) == 1 and len(fake.called("chat.postMessage")) == 2
+
+
+def test_the_api_url_is_a_setting_with_slacks_default() -> None:
+    assert Settings.from_env({}, dotenv=False).slack_api_url == "https://slack.com/api/"
+    assert Settings.from_env({"SLACK_API_URL": "https://slack-gov.com/api"}, dotenv=False).slack_api_url == \
+        "https://slack-gov.com/api"
 
 
 # ---- restarts -------------------------------------------------------------------------------
@@ -471,7 +546,7 @@ async def test_socket_mode_reconnects_when_slack_closes_the_connection(harness: 
     await fake.drop_socket()
     await fake.wait_for(lambda: fake.socket_connections == 2, what="a new connection")
     assert len(fake.called("apps.connections.open")) == 2  # a fresh URL for the new connection
-    assert (await fake.command("help", socket=True))["text"] == replies.SLACK_HELP
+    assert (await fake.command("help", socket=True))["text"] == HELP
 
 
 async def test_http_mode_serves_slack_events_and_answers_the_url_check(harness: Harness) -> None:
@@ -482,13 +557,13 @@ async def test_http_mode_serves_slack_events_and_answers_the_url_check(harness: 
     queue = JobQueue.from_url(harness.redis_url)
     stop = asyncio.Event()
     task = asyncio.create_task(serve(harness.settings(), queue, "http", "127.0.0.1", port, stop,
-                                     client=fake.client(), consumer="slack-http-test"))
+                                     consumer="slack-http-test"))
     fake.app_url = f"http://127.0.0.1:{port}/slack/events"
     challenge = json.dumps({"token": "legacy", "challenge": "c-123", "type": "url_verification"})
     await fake.wait_for(lambda: fake.called("auth.test"), what="start-up")
     status, body = await _retry_connect(lambda: fake.post_signed(challenge, "application/json"))
     assert status == 200 and "c-123" in body
-    assert (await fake.command("help"))["text"] == replies.SLACK_HELP
+    assert (await fake.command("help"))["text"] == HELP
     stop.set()
     assert await asyncio.wait_for(task, 10) == 0
     queue.close()
@@ -506,8 +581,7 @@ async def _retry_connect(call: Any) -> Any:
 
 async def test_sigterm_stops_the_app_cleanly(harness: Harness) -> None:
     queue = JobQueue.from_url(harness.redis_url)
-    task = asyncio.create_task(_serve(harness.settings(), queue, "socket", "127.0.0.1", 0,
-                                      client=harness.fake.client()))
+    task = asyncio.create_task(_serve(harness.settings(), queue, "socket", "127.0.0.1", 0))
     await harness.fake.wait_for(lambda: harness.fake.socket_connections, what="the connection")
     # only send the signal once the app's handler is installed (else it would stop pytest)
     assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
@@ -521,7 +595,7 @@ async def test_socket_mode_with_a_rejected_app_token_exits_2(harness: Harness,
     fake = harness.fake
     queue = JobQueue.from_url(harness.redis_url)
     settings = harness.settings(slack_app_token="xapp-revoked")
-    code = await serve(settings, queue, "socket", "127.0.0.1", 0, asyncio.Event(), client=fake.client())
+    code = await serve(settings, queue, "socket", "127.0.0.1", 0, asyncio.Event())
     queue.close()
     err = capsys.readouterr().err
     assert code == 2 and "SLACK_APP_TOKEN" in err and "xapp-revoked" not in err
@@ -531,8 +605,8 @@ async def test_a_rejected_bot_token_exits_2_without_printing_it(harness: Harness
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     fake = harness.fake
     queue = JobQueue.from_url(harness.redis_url)
-    code = await serve(harness.settings(), queue, "http", "127.0.0.1", 0, asyncio.Event(),
-                       client=fake.client(token="xoxb-revoked"))
+    code = await serve(harness.settings(slack_bot_token="xoxb-revoked"), queue, "http", "127.0.0.1", 0,
+                       asyncio.Event())
     queue.close()
     err = capsys.readouterr().err
     assert code == 2 and "SLACK_BOT_TOKEN" in err and "xoxb-revoked" not in err
@@ -558,6 +632,8 @@ def test_mention_text_turns_slack_markup_into_plain_text() -> None:
     text = "<@UBOT> Tom &amp; Jerry &lt;3 <#C1|general> <@U2> <!here> see <https://a.b/c|this post> <https://x.y>"
     assert mention_text(text, "UBOT") == "Tom & Jerry <3 general   see this post https://x.y"
     assert mention_text("<@UBOT|textunes>   ", "UBOT") == ""
+    assert mention_text("<@UBOT> :musical_note: :wave::skin-tone-3: :+1:", "UBOT") == ""
+    assert mention_text("<@UBOT> calm at 10:30:00, ratio 3:4 :fire:", "UBOT") == "calm at 10:30:00, ratio 3:4"
 
 
 # ---- the real worker ---------------------------------------------------------------------

@@ -94,8 +94,28 @@ def test_inline_option_without_a_value_or_with_a_bad_number_is_explained() -> No
         parse_inline("genre: calm")
     with pytest.raises(InvalidRequest, match="Takes must be a whole number"):
         parse_inline("takes:two")
-    with pytest.raises(InvalidRequest, match="isn't a number of seconds"):
+    with pytest.raises(InvalidRequest, match="isn't a length"):
         parse_inline("duration:long")
+
+
+@pytest.mark.parametrize("text", [
+    "jazz 9999s", "jazz duration:9999", "jazz 길이:9999", "jazz length:9999s", "jazz 9999초", "jazz 2.5s",
+    "jazz duration:10:00", "jazz duration:-5", "jazz duration:forever", "jazz 길이:아주길게",
+])
+def test_a_length_outside_the_limits_is_refused_with_the_range_in_every_syntax(text: str) -> None:
+    with pytest.raises(InvalidRequest, match=r"between 5 and 30 seconds"):
+        validate(parse_inline(text))
+
+
+def test_a_length_token_never_stays_in_the_prompt_but_a_decade_does() -> None:
+    assert (parse_inline("jazz 9999s").prompt, parse_inline("jazz 9999s").duration) == ("jazz", 9999)
+    request = parse_inline("1990s hip hop 20s")
+    assert (request.prompt, request.duration) == ("1990s hip hop", 20)
+
+
+@pytest.mark.parametrize("text", ["🎵🎶🔥", "  ✨ 🌧️ ☕  ", "!!! ... 123", "<@U123> 🎉 <https://example.com>"])
+def test_text_with_no_words_to_analyse_is_refused_before_queueing(text: str) -> None:
+    assert "no words to analyse" in message(TuneRequest(text=text))
 
 
 def test_request_and_brief_round_trip_as_json_with_a_schema_version() -> None:

@@ -4,14 +4,16 @@ Streams and keys (``P`` is the prefix, ``textunes`` by default):
 
 - ``P:jobs``              jobs; consumer group ``workers``; capped with ``MAXLEN ~``
 - ``P:jobs:dead``         jobs that failed ``max_deliveries`` times, with the reason
-- ``P:events:<platform>`` queued / started / progress / done / failed; group ``frontends``
-- ``P:job:<id>``          the job record (JSON), kept as long as its audio
-- ``P:audio:<id>:<n>``    MP3 bytes of take ``n``, with a TTL (24 h by default)
-- ``P:tokens:<id>:<n>``   the tokens of take ``n`` (``worker.tokens``), kept as long as its audio
-- ``P:msg:<platform>:<message>`` -> job id, so a 🔁 on a posted message finds its request
+- ``P:events:<platform>`` queued / started / progress / done / failed / cancelled; group ``frontends``
+- ``P:job:<id>``          the job record (JSON), kept for the audio TTL (a 🔁 reads it)
+- ``P:audio:<id>:<n>``    MP3 bytes of take ``n``, with a TTL (24 h by default); the frontend
+                          deletes it once the platform confirmed the take's post
+- ``P:tokens:<id>:<n>``   the tokens of take ``n`` (``worker.tokens``), kept for the audio TTL
 - ``P:done:<id>``         written once, atomically with the ``done``/``failed`` event: a job
                           finished twice (a slow worker thought dead) still gets one event
-- ``P:posted:<id>:<what>`` a frontend's record that it already posted something
+
+What the frontends record about their own posts (leases, confirmed posts, message links,
+events seen) is theirs: see ``bot/posting.py``, ``bot/links.py`` and ``bot/seen.py``.
 
 Delivery is at-least-once: a worker acknowledges a job only after its result is published;
 while it works on a job it keeps the job's idle time fresh (``keep_alive``), so only a dead
@@ -36,7 +38,7 @@ from pipeline.models import TuneRequest
 if TYPE_CHECKING:
     from worker.settings import Settings
 
-EventType = Literal["queued", "started", "progress", "done", "failed"]
+EventType = Literal["queued", "started", "progress", "done", "failed", "cancelled"]
 WORKER_GROUP = "workers"
 FRONTEND_GROUP = "frontends"
 
@@ -321,25 +323,6 @@ class JobQueue:
 
     def load_audio(self, audio_key: str) -> bytes | None:
         return self.redis.get(audio_key)
-
-    def link_message(self, platform: str, message_id: str, job_id: str) -> None:
-        """Remember that a chat message shows ``job_id`` (for 🔁 regenerate)."""
-        self.redis.set(f"{self.prefix}:msg:{platform}:{message_id}", job_id, ex=self.audio_ttl_s)
-
-    def job_for_message(self, platform: str, message_id: str) -> Job | None:
-        job_id = self.redis.get(f"{self.prefix}:msg:{platform}:{message_id}")
-        return self.get_job(_text(job_id)) if job_id else None
-
-    def claim_post(self, job_id: str, what: str) -> bool:
-        """True the first time a frontend asks to post ``what`` for a job; False after."""
-        return bool(self.redis.set(f"{self.prefix}:posted:{job_id}:{what}", "1", nx=True, ex=self.audio_ttl_s))
-
-    def was_posted(self, job_id: str, what: str) -> bool:
-        return bool(self.redis.exists(f"{self.prefix}:posted:{job_id}:{what}"))
-
-    def unclaim_post(self, job_id: str, what: str) -> None:
-        """Give a claimed post back after posting failed, so a redelivery can try again."""
-        self.redis.delete(f"{self.prefix}:posted:{job_id}:{what}")
 
     # ---- workers ----------------------------------------------------------------------
     def claim(self, consumer: str, count: int, *, block_ms: int = 5000) -> list[Delivery]:

@@ -34,6 +34,8 @@ class Settings:
     rate_limit_window_s: int = setting("TEXTUNES_RATE_LIMIT_WINDOW_S", 600, minimum=1)
     queue_cap: int = setting("TEXTUNES_QUEUE_CAP", 100, minimum=1)
     progress_interval_s: float = setting("TEXTUNES_PROGRESS_INTERVAL_S", 2.0, minimum=0)
+    shutdown_grace_s: float = setting("TEXTUNES_SHUTDOWN_GRACE_S", 25.0, minimum=0)
+    post_lease_s: float = setting("TEXTUNES_POST_LEASE_S", 30.0, minimum=1)
     log_level: str = setting("TEXTUNES_LOG_LEVEL", "INFO")
     discord_token: str = setting("DISCORD_TOKEN", "", secret=True)
     discord_guild_id: str = setting("DISCORD_GUILD_ID", "")
@@ -41,6 +43,7 @@ class Settings:
     slack_app_token: str = setting("SLACK_APP_TOKEN", "", secret=True)
     slack_signing_secret: str = setting("SLACK_SIGNING_SECRET", "", secret=True)
     slack_port: int = setting("TEXTUNES_SLACK_PORT", 3000, minimum=1)
+    slack_api_url: str = setting("SLACK_API_URL", "https://slack.com/api/")
 
     @property
     def limits(self) -> Limits:

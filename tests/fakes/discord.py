@@ -6,6 +6,11 @@ with a text channel that allows threads, one where threads are refused (403), an
 channel; it records every request and message, and lets a test send interactions,
 mentions and reactions as a user would.
 
+It is as strict as Discord where the bot could go wrong: content over 2,000 characters, a
+thread name over 100, too many or too long embeds, components, choices or command fields
+get Discord's 400 (code 50035). ``faults`` stalls, slows or rate-limits (429 with
+``retry_after``) chosen requests, and ``timeline`` orders every message stored and every edit.
+
 Facts about Discord that discord.py depends on (found the hard way):
 - JSON responses need the content type exactly ``application/json`` (no charset).
 - The interaction callback must answer with a JSON body (a 204 makes ``defer()`` raise).
@@ -29,6 +34,8 @@ import aiohttp
 import yarl
 from aiohttp import web
 
+from tests.fakes.faults import Call, Faults
+
 DISCORD_EPOCH_MS = 1_420_070_400_000
 EPHEMERAL = 64
 
@@ -39,6 +46,7 @@ class Recorded:
     path: str
     auth: str  # "bot" (the bot token), "none", or "bad"
     status: int = 200
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -97,6 +105,8 @@ class FakeDiscord:
         self.command_scope: str = ""
         self.attachments: dict[str, bytes] = {}
         self.withhold_content = False  # gateway hides other messages' text (REST still has it)
+        self.faults = Faults()
+        self.timeline: list[tuple[str, str, str]] = []  # ("message", id, channel) / ("edit", id, content), in order
         self.identified = asyncio.Event()
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = 0
@@ -359,16 +369,27 @@ class FakeDiscord:
         if auth == "bad":
             return self._error(record, 401, 0, "401: Unauthorized")
         parts = record.path.strip("/").split("/")
+        body, files = await _read_body(request)
+        call = Call(request.method, record.path, body if isinstance(body, dict) else {}, [name for name, _ in files])
+        fault = self.faults.before(call)
+        if fault is not None and fault.retry_after:
+            return self._rate_limited(record, fault.retry_after)
+        if fault is not None and not await self.faults.hold(fault, request):
+            return self._error(record, 499, 0, "client gone; nothing stored")  # never read by anyone
         try:
-            response = await self._route(request, record, parts)
-        except _Fail as fail:
-            return self._error(record, fail.status, fail.code, fail.message)
+            response = await self._route(request, record, parts, body, files)
+        except _Fail as failure:
+            return self._error(record, failure.status, failure.code, failure.message)
         if response is None:
             self.unhandled.append(f"{record.method} {record.path}")
             return self._error(record, 404, 0, "404: Not Found (fake)")
+        fault = self.faults.after(call)
+        if fault is not None:
+            await self.faults.hold(fault, request)
         return response
 
-    async def _route(self, request: web.Request, record: Recorded, parts: list[str]) -> web.StreamResponse | None:
+    async def _route(self, request: web.Request, record: Recorded, parts: list[str], body: dict[str, Any],
+                     files: list[tuple[str, bytes]]) -> web.StreamResponse | None:
         method = request.method
         if parts == ["users", "@me"] and method == "GET":
             self._need_bot(record)
@@ -380,39 +401,42 @@ class FakeDiscord:
                           "verify_key": "00", "flags": 0, "team": None, "summary": ""})
         if len(parts) >= 3 and parts[0] == "applications" and parts[-1] == "commands" and method == "PUT":
             self._need_bot(record)
-            body = await request.json()
+            _check_commands(body)  # type: ignore[arg-type]
             guild_id = parts[3] if len(parts) == 5 else None
             self.command_scope = f"guild:{guild_id}" if guild_id else "global"
             self.commands = [{**c, "id": self.snowflake(), "application_id": self.app_id, "version": "1",
                               **({"guild_id": guild_id} if guild_id else {}), "default_member_permissions": None,
-                              "type": c.get("type", 1)} for c in body]
+                              "type": c.get("type", 1)} for c in body]  # type: ignore[union-attr]
             return _json(self.commands)
         if parts[0] == "interactions" and len(parts) == 4 and parts[3] == "callback" and method == "POST":
-            return await self._callback(request, parts[1], parts[2])
+            return await self._callback(parts[1], parts[2], body, files)
         if parts[0] == "webhooks" and len(parts) >= 3:
-            return await self._webhook(request, record, parts)
+            return await self._webhook(request, parts, body, files)
         if parts[0] == "channels" and len(parts) >= 3 and parts[2] == "messages":
             self._need_bot(record)
-            return await self._channel_messages(request, parts)
+            return await self._channel_messages(request, parts, body, files)
         return None
 
-    async def _callback(self, request: web.Request, interaction_id: str, token: str) -> web.Response:
+    async def _callback(self, interaction_id: str, token: str, body: dict[str, Any],
+                        files: list[tuple[str, bytes]]) -> web.Response:
         interaction = self.interactions.get(interaction_id)
         if interaction is None or interaction.token != token:
             raise _Fail(404, 10062, "Unknown interaction")
         if interaction.callback_type is not None:
             raise _Fail(400, 40060, "Interaction has already been acknowledged.")
-        body, files = await _read_body(request)
         kind = int(body["type"])
         data = body.get("data") or {}
+        if kind in (4, 7):
+            _check_message(data, files)
+        if kind == 8:
+            _check_choices(data.get("choices") or [])
         interaction.callback_type, interaction.callback_data = kind, data
         result: dict[str, Any] = {"interaction": {"id": interaction_id, "type": 2}}
         if kind in (4, 5):
             ephemeral = bool(int(data.get("flags") or 0) & EPHEMERAL)
             message = Posted(id=self.snowflake(), channel_id=interaction.channel_id, content=data.get("content", "") or "",
                              author_id=self.bot_id, via="interaction", ephemeral=ephemeral, interaction_id=interaction_id)
-            self._attach(message, files)
-            self.messages[message.id] = message
+            self._store(message, files)
             interaction.original_id = message.id
             result["interaction"].update(response_message_id=message.id, response_message_loading=kind == 5,
                                          response_message_ephemeral=ephemeral)
@@ -421,20 +445,20 @@ class FakeDiscord:
             result["resource"] = {"type": kind}
         return _json(result)
 
-    async def _webhook(self, request: web.Request, record: Recorded, parts: list[str]) -> web.Response | None:
+    async def _webhook(self, request: web.Request, parts: list[str], body: dict[str, Any],
+                       files: list[tuple[str, bytes]]) -> web.Response | None:
         _, app_id, token, *rest = parts
         interaction = next((i for i in self.interactions.values() if i.token == token), None)
         if app_id != self.app_id or interaction is None:
             raise _Fail(404, 10015, "Unknown Webhook")
         if interaction.expired:
             raise _Fail(401, 50027, "Invalid Webhook Token")
-        body, files = await _read_body(request)
         if not rest and request.method == "POST":  # follow-up
+            _check_message(body, files)
             message = Posted(id=self.snowflake(), channel_id=interaction.channel_id, content=body.get("content") or "",
                              author_id=self.bot_id, via="interaction", interaction_id=interaction.id,
                              ephemeral=bool(int(body.get("flags") or 0) & EPHEMERAL))
-            self._attach(message, files)
-            self.messages[message.id] = message
+            self._store(message, files)
             if request.query.get("wait") not in ("true", "1", "True"):
                 return web.Response(status=204)
             return _json(self.message_payload(message))
@@ -453,18 +477,27 @@ class FakeDiscord:
                 return web.Response(status=204)
         return None
 
-    async def _channel_messages(self, request: web.Request, parts: list[str]) -> web.Response | None:
+    async def _channel_messages(self, request: web.Request, parts: list[str], body: dict[str, Any],
+                                files: list[tuple[str, bytes]]) -> web.Response | None:
         channel_id = parts[1]
         if channel_id not in self.channels:
             raise _Fail(404, 10003, "Unknown Channel")
         if len(parts) == 3 and request.method == "POST":
-            body, files = await _read_body(request)
+            _check_message(body, files)
             reference = (body.get("message_reference") or {}).get("message_id") or ""
             message = Posted(id=self.snowflake(), channel_id=channel_id, content=body.get("content") or "",
                              author_id=self.bot_id, via="bot", reference_id=str(reference))
-            self._attach(message, files)
-            self.messages[message.id] = message
+            self._store(message, files)
             return _json(self.message_payload(message))
+        if len(parts) == 3 and request.method == "GET":  # recent messages, newest first
+            limit = request.query.get("limit", "50")
+            if not limit.isdigit() or not 1 <= int(limit) <= 100:
+                raise _Fail(400, 50035, "Invalid Form Body (limit: must be 1 to 100)")
+            before = request.query.get("before")
+            found = sorted((m for m in self.in_channel(channel_id)
+                            if not m.ephemeral and (before is None or int(m.id) < int(before))),
+                           key=lambda m: int(m.id), reverse=True)
+            return _json([self.message_payload(m) for m in found[: int(limit)]])
         message = self.messages.get(parts[3]) if len(parts) >= 4 else None
         if message is None or message.channel_id != channel_id:
             raise _Fail(404, 10008, "Unknown Message")
@@ -473,7 +506,6 @@ class FakeDiscord:
         if len(parts) == 4 and request.method == "PATCH":
             if message.author_id != self.bot_id:
                 raise _Fail(403, 50005, "Cannot edit a message authored by another user")
-            body, files = await _read_body(request)
             self._edit(message, body, files, "bot")
             return _json(self.message_payload(message))
         if len(parts) == 7 and parts[4] == "reactions" and parts[6] == "@me" and request.method == "PUT":
@@ -482,7 +514,9 @@ class FakeDiscord:
             asyncio.get_running_loop().create_task(self.react(message.id, emoji, user_id=self.bot_id))
             return web.Response(status=204)
         if len(parts) == 5 and parts[4] == "threads" and request.method == "POST":
-            body = await request.json()
+            name = str(body.get("name") or "")
+            if not 1 <= len(name) <= 100:
+                raise _Fail(400, 50035, f"Invalid Form Body (name: must be 1 to 100 characters, got {len(name)})")
             if not self.channels[channel_id]["threads"]:
                 raise _Fail(403, 50013, "Missing Permissions")
             if message.id in self.channels:
@@ -491,6 +525,11 @@ class FakeDiscord:
                                          "name": body["name"], "threads": False, "parent_id": channel_id}
             return _json(self.channel_payload(message.id))
         return None
+
+    def _store(self, message: Posted, files: list[tuple[str, bytes]]) -> None:
+        self._attach(message, files)
+        self.messages[message.id] = message
+        self.timeline.append(("message", message.id, message.channel_id))
 
     def _attach(self, message: Posted, files: list[tuple[str, bytes]]) -> None:
         limit = self.attachment_size_limit
@@ -504,10 +543,12 @@ class FakeDiscord:
                                         "proxy_url": url, "content_type": "audio/mpeg"})
 
     def _edit(self, message: Posted, body: dict[str, Any], files: list[tuple[str, bytes]], via: str) -> None:
+        _check_message(body, files)
         if "content" in body:
             message.content = body["content"] or ""
         self._attach(message, files)
         message.edits.append((message.content, via))
+        self.timeline.append(("edit", message.id, message.content))
 
     def _need_bot(self, record: Recorded) -> None:
         if record.auth != "bot":
@@ -516,6 +557,76 @@ class FakeDiscord:
     def _error(self, record: Recorded, status: int, code: int, message: str) -> web.Response:
         record.status = status
         return _json({"code": code, "message": message}, status=status)
+
+    def _rate_limited(self, record: Recorded, retry_after: float) -> web.Response:
+        """Discord's 429: discord.py only waits it out when ``Via`` is there (else: Cloudflare)."""
+        record.status = 429
+        return web.Response(
+            body=json.dumps({"message": "You are being rate limited.", "retry_after": retry_after, "global": False,
+                             "code": 0}).encode(), status=429, content_type="application/json",
+            headers={"Via": "1.1 google", "Retry-After": str(max(1, round(retry_after))), "X-RateLimit-Scope": "user"})
+
+    def status_codes(self) -> list[int]:
+        """Every status the fake answered other than 2xx and 429 (a test's "nothing refused")."""
+        return [r.status for r in self.requests if not 200 <= r.status < 300 and r.status != 429]
+
+
+def _invalid(what: str) -> "_Fail":
+    return _Fail(400, 50035, f"Invalid Form Body ({what})")
+
+
+def _check_message(body: dict[str, Any], files: list[tuple[str, bytes]]) -> None:
+    """Discord's limits on a message: what the bot sends must fit them."""
+    content = body.get("content") or ""
+    if len(content) > 2000:
+        raise _invalid(f"content: must be 2000 or fewer in length, got {len(content)}")
+    embeds = body.get("embeds") or []
+    if len(embeds) > 10:
+        raise _invalid("embeds: at most 10")
+    total = 0
+    for embed in embeds:
+        for key, limit in (("title", 256), ("description", 4096)):
+            if len(embed.get(key) or "") > limit:
+                raise _invalid(f"embeds.{key}: at most {limit}")
+        fields = embed.get("fields") or []
+        if len(fields) > 25 or any(len(f.get("name", "")) > 256 or len(f.get("value", "")) > 1024 for f in fields):
+            raise _invalid("embeds.fields: at most 25, names 256, values 1024")
+        if len((embed.get("footer") or {}).get("text", "")) > 2048 or len((embed.get("author") or {}).get("name", "")) > 256:
+            raise _invalid("embeds.footer/author: too long")
+        total += sum(len(embed.get(k) or "") for k in ("title", "description"))
+        total += sum(len(f.get("name", "")) + len(f.get("value", "")) for f in fields)
+    if total > 6000:
+        raise _invalid("embeds: 6000 characters in all")
+    rows = body.get("components") or []
+    if len(rows) > 5 or any(len(row.get("components") or []) > 5 for row in rows):
+        raise _invalid("components: at most 5 rows of 5")
+    for row in rows:
+        for component in row.get("components") or []:
+            if len(component.get("label") or "") > 80 or len(component.get("custom_id") or "") > 100:
+                raise _invalid("components: label 80, custom_id 100")
+    if len(files) > 10:
+        raise _invalid("files: at most 10")
+
+
+def _check_choices(choices: list[dict[str, Any]]) -> None:
+    if len(choices) > 25:
+        raise _invalid("choices: at most 25")
+    for choice in choices:
+        if not 1 <= len(str(choice.get("name", ""))) <= 100 or len(str(choice.get("value", ""))) > 100:
+            raise _invalid("choices: name 1-100, value up to 100")
+
+
+def _check_commands(commands: list[dict[str, Any]]) -> None:
+    for command in commands:
+        if not 1 <= len(command.get("name", "")) <= 32 or not 1 <= len(command.get("description", "")) <= 100:
+            raise _invalid("command name 1-32, description 1-100")
+        options = command.get("options") or []
+        if len(options) > 25:
+            raise _invalid("options: at most 25")
+        for option in options:
+            if not 1 <= len(option.get("description", "")) <= 100:
+                raise _invalid(f"options.{option.get('name')}.description: 1-100")
+            _check_choices(option.get("choices") or [])
 
 
 class _Fail(Exception):

@@ -5,7 +5,13 @@ over HTTP, or as envelopes over the Socket Mode connection.
 
 What it checks, as Slack does: the bot token on every Web API call (the app-level token on
 ``apps.connections.open``), membership before posting, the three upload steps in order with
-the declared length, and ``ts`` of messages it edits or reads.
+the declared length, and ``ts`` of messages it edits or reads. Every text the app sends is
+read as Slack reads mrkdwn: a ``<…>`` that is no mention or link, or a bare ``&``, is noted in
+``markup_problems`` (Slack would show a broken link or drop the text).
+
+``faults`` stalls, slows or rate-limits (429 with ``Retry-After``) chosen calls, including
+the raw upload; ``calls`` records every call (the raw upload as ``upload``), and
+``timeline`` orders every message stored and every edit.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -26,7 +33,23 @@ import aiohttp
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
+from tests.fakes.faults import Call, Faults
+
 T = TypeVar("T")
+
+# What Slack reads as markup in message text: mentions, channels, special mentions, links.
+_MARKUP = re.compile(r"<(?:@[UW][A-Z0-9]+|#C[A-Z0-9]+|![a-z^][^<>]*|(?:https?://|mailto:)[^<>|\s]+)(?:\|[^<>]*)?>")
+_ENTITY = re.compile(r"&(?!amp;|lt;|gt;)")
+
+
+def markup_problem(text: str) -> str | None:
+    """What Slack would misread in ``text``: a ``<…>`` that is no mention or link, or a bare ``&``."""
+    rest = _MARKUP.sub("", text)
+    if "<" in rest or ">" in rest:
+        return f"unescaped < or > in {text[:120]!r}"
+    if _ENTITY.search(text):
+        return f"unescaped & in {text[:120]!r}"
+    return None
 
 
 @dataclass
@@ -91,6 +114,9 @@ class FakeSlack:
         self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.socket_connections = 0
         self.port = 0
+        self.faults = Faults()
+        self.timeline: list[tuple[str, str, str]] = []  # ("message", ts, text) / ("edit", ts, text), in order
+        self.markup_problems: list[str] = []
 
     # ---- server ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -176,15 +202,25 @@ class FakeSlack:
             "trigger_id": f"trigger-{next(self._ids)}",
         }
         if socket:
-            return await self.send_envelope("slash_commands", payload)
+            return self._read(await self.send_envelope("slash_commands", payload))
         status, body = await self.post_signed(urlencode(payload), "application/x-www-form-urlencoded")
         assert status == 200, (status, body)
         if not body.strip():
             return {}
         try:
-            return json.loads(body)
+            return self._read(json.loads(body))
         except json.JSONDecodeError:  # a plain-text answer: Slack shows it to the user only
-            return {"text": body}
+            return self._read({"text": body})
+
+    def _read(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """An answer the app gave Slack, checked the way Slack reads its text."""
+        self._check_text(str(answer.get("text") or ""))
+        return answer
+
+    def _check_text(self, text: str) -> None:
+        problem = markup_problem(text)
+        if problem:
+            self.markup_problems.append(problem)
 
     async def mention(self, text: str, *, user: str = "U0ALICE", channel: str | None = None,
                       thread_ts: str | None = None, socket: bool = False, event_id: str | None = None) -> Message:
@@ -298,7 +334,18 @@ class FakeSlack:
         if handler is None:
             self.unhandled.append(method)
             return _json({"ok": False, "error": "unknown_method"})
-        return _json(handler(params))
+        call = Call(method, request.path, params)
+        fault = self.faults.before(call)
+        if fault is not None and fault.retry_after:
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(max(1, round(fault.retry_after)))})
+        if fault is not None and not await self.faults.hold(fault, request):
+            return _json({"ok": False, "error": "request_timeout"})  # the client left: nothing was done
+        answer = _json(handler(params))
+        fault = self.faults.after(call)
+        if fault is not None:
+            await self.faults.hold(fault, request)
+        return answer
 
     def _m_auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": "https://fake.slack.com/", "team": "Fake Team", "user": "textunes",
@@ -327,8 +374,13 @@ class FakeSlack:
             return {"ok": False, "error": "thread_not_found"}  # (real Slack posts to the channel instead)
         message = Message(channel, self._next_ts(), str(params["text"]), self.bot_user_id, thread_ts=thread_ts,
                           bot_id=self.bot_id, edits=[str(params["text"])])
-        self.messages.append(message)
+        self._store(message)
         return {"ok": True, "channel": channel, "ts": message.ts, "message": message.to_api()}
+
+    def _store(self, message: Message) -> None:
+        self._check_text(message.text)
+        self.messages.append(message)
+        self.timeline.append(("message", message.ts, message.text))
 
     def _m_chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         message = self.find(str(params.get("channel", "")), str(params.get("ts", "")))
@@ -337,13 +389,16 @@ class FakeSlack:
         if message.user != self.bot_user_id:
             return {"ok": False, "error": "cant_update_message"}
         message.text = str(params.get("text", ""))
+        self._check_text(message.text)
         message.edits.append(message.text)
+        self.timeline.append(("edit", message.ts, message.text))
         return {"ok": True, "channel": message.channel, "ts": message.ts, "text": message.text}
 
     def _m_chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         error = self._can_post(str(params.get("channel", "")))
         if error:
             return {"ok": False, "error": error}
+        self._check_text(str(params.get("text") or ""))
         self.ephemerals.append({k: params.get(k) for k in ("channel", "user", "text", "thread_ts")})
         return {"ok": True, "message_ts": self._next_ts()}
 
@@ -358,8 +413,14 @@ class FakeSlack:
         oldest, latest = params.get("oldest"), params.get("latest")
         if oldest or latest:
             replies = [m for m in replies if (not oldest or m.ts >= oldest) and (not latest or m.ts <= latest)]
-        found = [parent, *replies][: int(params.get("limit") or 1000)]
-        return {"ok": True, "messages": [m.to_api() for m in found], "has_more": False}
+        everything = [parent, *replies]
+        limit, start = int(params.get("limit") or 1000), int(str(params.get("cursor") or "0").removeprefix("next:"))
+        if not 1 <= limit <= 1000:
+            return {"ok": False, "error": "invalid_limit"}
+        found = everything[start : start + limit]
+        more = start + limit < len(everything)
+        return {"ok": True, "messages": [m.to_api() for m in found], "has_more": more,
+                "response_metadata": {"next_cursor": f"next:{start + limit}" if more else ""}}
 
     def _m_files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:
         filename, length = params.get("filename"), params.get("length")
@@ -373,8 +434,17 @@ class FakeSlack:
         upload = self.uploads.get(request.match_info["file_id"])
         if upload is None:
             return web.Response(status=404, text="no such upload")
-        upload.data = await request.read()
+        data = await request.read()
+        call = Call("upload", request.path, {"file_id": upload.file_id, "filename": upload.filename, "length": len(data)})
+        self.calls.append(("upload", call.body))
+        fault = self.faults.before(call)
+        if fault is not None and not await self.faults.hold(fault, request):
+            return web.Response(status=408, text="client gone; nothing stored")
+        upload.data = data
         upload.had_auth_header = "Authorization" in request.headers
+        fault = self.faults.after(call)
+        if fault is not None:
+            await self.faults.hold(fault, request)
         return web.Response(text=f"OK - {len(upload.data)}")
 
     def _m_files_completeUploadExternal(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -395,13 +465,13 @@ class FakeSlack:
             shared.append({"id": upload.file_id, "name": upload.filename, "title": upload.title,
                            "mimetype": "audio/mpeg", "size": len(upload.data)})
         if channel:
-            self.messages.append(Message(channel, self._next_ts(), str(params.get("initial_comment") or ""),
-                                         self.bot_user_id, thread_ts=params.get("thread_ts") or None,
-                                         bot_id=self.bot_id, files=shared))
+            self._store(Message(channel, self._next_ts(), str(params.get("initial_comment") or ""),
+                                self.bot_user_id, thread_ts=params.get("thread_ts") or None,
+                                bot_id=self.bot_id, files=shared))
         return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in shared]}
 
     async def _respond(self, request: web.Request) -> web.Response:
-        self.responses.append(await request.json())
+        self.responses.append(self._read(await request.json()))
         return web.Response(text="ok")
 
     def _next_ts(self) -> str:
