@@ -54,15 +54,17 @@ class RedisServer:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                client.ping()
-                break
+                if int(client.info("server")["process_id"]) == self.process.pid:
+                    break  # ours, not another server that already had the port
             except (redis.AuthenticationError, redis.ResponseError):  # answering, but wants a password: up
                 break
             except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise RuntimeError(f"redis-server did not start on port {self.port} (is the port in use?)")
-                time.sleep(0.02)
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                client.close()
+                raise RuntimeError(f"redis-server did not start on port {self.port} (is the port in use?)")
+            time.sleep(0.02)
         client.close()
 
     def stop(self) -> None:
