@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,18 @@ def test_every_admin_action_has_help() -> None:
         result = subprocess.run([sys.executable, "-m", "worker.cli", "admin", action, "--help"], cwd=REPO,
                                 capture_output=True, text=True, check=True)
         assert expected in result.stdout and "--json" in result.stdout
+
+
+def test_submit_wait_reports_a_cancellation_and_exits_1(queue: JobQueue, redis_url: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    result: list[int] = []
+    waiter = threading.Thread(target=lambda: result.append(
+        main(["submit", "calm piano", "--redis-url", redis_url, "--wait", "--timeout", "60"])))
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while queue.status().oldest_waiting is None:
+        assert time.monotonic() < deadline, "the job was never queued"
+        time.sleep(0.02)
+    assert queue.cancel(queue.status().oldest_waiting.job_id)
+    waiter.join(timeout=30)
+    assert result == [1]
+    assert "cancelled: Cancelled by an operator." in capsys.readouterr().err

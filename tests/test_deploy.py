@@ -239,6 +239,7 @@ def test_only_bots_workers_and_kedas_operator_may_reach_redis() -> None:
                      {"app": "something-else"}, _pod_labels("textunes-redis")):
         assert not any(_matches(s, outsider) for s in pod_rules), outsider
     assert keda_rule["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}
+    assert keda_rule["podSelector"] == {"matchLabels": {"app": "keda-operator"}}
 
 
 def test_disruption_budgets_cover_the_worker_and_the_bots() -> None:

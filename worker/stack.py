@@ -233,8 +233,9 @@ _output_lock = threading.Lock()
 
 
 def _print_prefixed(name: str, line: str) -> None:
+    text = line if line.endswith("\n") else line + "\n"
     with _output_lock:
-        sys.stdout.write(f"{name:<8}| {line if line.endswith(chr(10)) else line + chr(10)}")
+        sys.stdout.write(f"{name:<8}| {text}")
         sys.stdout.flush()
 
 
