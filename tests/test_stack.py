@@ -168,3 +168,11 @@ def test_up_runs_the_real_worker_and_a_submitted_job_comes_back(
     finally:
         up.kill()
     assert "worker stopped (exit code 0)" in up.output
+
+
+def test_a_child_command_that_does_not_exist_is_one_line_and_exit_2(redis_url: str, base_env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, "-m", "worker.cli", "up", "--worker-command", "no-such-textunes-binary x"],
+                            cwd=REPO, env={**base_env, "REDIS_URL": redis_url}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert [line for line in result.stderr.splitlines() if "error" in line.lower()] == [
+        "error: cannot run the worker command 'no-such-textunes-binary': not found"]

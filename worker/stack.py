@@ -16,6 +16,7 @@ import ctypes
 import logging
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -142,8 +143,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         url = redis_server.url
         log.info("started redis-server on port %d (AOF on, data in %s)", port, redis_server.dir)
     try:
-        children = [Child(spec, _print_prefixed) for spec in child_specs(args, settings, url)]
-        return supervise(children, redis_server, grace_s=args.grace)
+        specs = child_specs(args, settings, url)
+        missing = [spec for spec in specs if shutil.which(spec.argv[0]) is None]
+        if missing:
+            print(f"error: cannot run the {missing[0].name} command '{missing[0].argv[0]}': not found", file=sys.stderr)
+            return 2
+        return supervise([Child(spec, _print_prefixed) for spec in specs], redis_server, grace_s=args.grace)
     finally:
         if redis_server is not None:
             redis_server.stop()
