@@ -58,7 +58,8 @@ def test_a_bad_request_is_refused_with_the_reason(redis_url: str, capsys) -> Non
 
 
 def test_help_of_every_command_names_its_environment_variables() -> None:
-    for command, expected in (("worker", "REDIS_URL"), ("generate", "TEXTUNES_MODEL"), ("submit", "--wait")):
+    for command, expected in (("worker", "REDIS_URL"), ("generate", "TEXTUNES_MODEL"), ("submit", "--wait"),
+                              ("up", "TEXTUNES_LOCAL_REDIS_DIR"), ("admin", "purge-audio")):
         result = subprocess.run([sys.executable, "-m", "worker.cli", command, "--help"], cwd=REPO,
                                 capture_output=True, text=True, check=True)
         assert expected in result.stdout

@@ -1,4 +1,5 @@
-"""``textunes``: generate locally, run a worker, submit a job, analyse text, run the bots.
+"""``textunes``: generate locally, run a worker, submit a job, analyse text, run the bots,
+run the whole stack on one machine (``up``), look after the queue (``admin``).
 
 Every option defaults to its environment variable (see ``worker/settings.py`` and the
 README's settings table), so a deployment is configured by environment alone.
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from pipeline.env import redacted_url
 from worker.settings import Settings, env_name
@@ -25,11 +27,18 @@ def _env(name: str) -> str:
     return f"(env {env_name(name)})"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad flag or value gets one line on stderr (and exit status 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser(settings: Settings, command: str | None = None) -> argparse.ArgumentParser:
-    """The CLI. Commands backed by optional packages (analyze, discord, slack) load their
-    module, and its options, only when ``command`` names them: ``--help`` stays fast and a
-    bot host without torch can still run everything it has installed."""
-    parser = argparse.ArgumentParser(
+    """The CLI. Commands with a module of their own (analyze, discord, slack, up, admin) load
+    it, and its options, only when ``command`` names them: ``--help`` stays fast and a bot
+    host without torch can still run everything it has installed."""
+    parser = OneLineParser(
         prog="textunes",
         description="TexTuneS: background music from a chat message. MusicGen on a GPU worker, "
                     "Discord and Slack frontends, Redis in between.",
@@ -74,6 +83,8 @@ def build_parser(settings: Settings, command: str | None = None) -> argparse.Arg
         ("analyze", "pipeline.analysis.cli", "print the musical brief the analyser derives from a text"),
         ("discord", "bot.discord_bot", "run the Discord bot (needs DISCORD_TOKEN)"),
         ("slack", "bot.slack_app", "run the Slack app (needs SLACK_BOT_TOKEN and an app token or signing secret)"),
+        ("up", "worker.stack", "run Redis, a worker and each bot whose token is set, on this machine"),
+        ("admin", "worker.admin", "queue status, dead letters, requeue, cancel, purge stored audio"),
     ):
         lazy = sub.add_parser(name, help=help_text, description=help_text)
         lazy.set_defaults(module=module)
@@ -267,8 +278,8 @@ def _wait(queue, stream: str, since: bytes | str, job_id: str, args: argparse.Na
                     print(f"caption: {event.caption}")
                 elif event.type == "progress":
                     print(f"progress: {event.progress:.0%}")
-                elif event.type == "failed":
-                    print(f"failed: {event.error}", file=sys.stderr)
+                elif event.type in ("failed", "cancelled"):
+                    print(f"{event.type}: {event.error}", file=sys.stderr)
                     return 1
                 elif event.type == "done":
                     if event.take is not None:
@@ -306,8 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "submit":
             return cmd_submit(args, settings)
         if getattr(args, "missing", None):
+            extra = _EXTRAS.get(args.command)
             print(f"textunes {args.command} needs packages that are not installed ({args.missing}). "
-                  f"Install with: pip install 'textunes[{_extra(args.command)}]'", file=sys.stderr)
+                  f"Install with: pip install '{f'textunes[{extra}]' if extra else 'textunes'}'", file=sys.stderr)
             return 2
         module = importlib.import_module(args.module)
         if args.command == "analyze":
@@ -318,8 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _extra(command: str) -> str:
-    return {"analyze": "worker", "discord": "discord", "slack": "slack"}[command]
+_EXTRAS = {"analyze": "worker", "discord": "discord", "slack": "slack"}  # the others need only the core
 
 
 if __name__ == "__main__":

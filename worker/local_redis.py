@@ -1,4 +1,5 @@
-"""A throwaway redis-server for tests and benchmarks: own port, no persistence, can be killed and restarted."""
+"""A redis-server of our own: throwaway ones for tests and benchmarks (own port, no
+persistence, can be killed and restarted) and the persistent one ``textunes up`` runs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 import redis
 
@@ -18,12 +21,20 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None) -> None:
+    """``redis-server`` on 127.0.0.1. Without ``data_dir`` it lives in a temporary directory
+    that ``cleanup`` removes; ``appendonly`` turns on AOF (``appendfsync everysec``), else
+    nothing is persisted. ``extra_args`` go last on its command line (they win)."""
+
+    def __init__(self, port: int | None = None, *, data_dir: str | Path | None = None, appendonly: bool = False,
+                 extra_args: Sequence[str] = ()) -> None:
         self.binary = shutil.which("redis-server")
         if self.binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.port = port or free_port()
-        self.dir = tempfile.mkdtemp(prefix="textunes-redis-")
+        self._own_dir = data_dir is None
+        self.dir = tempfile.mkdtemp(prefix="textunes-redis-") if data_dir is None else str(Path(data_dir).resolve())
+        self.appendonly = appendonly
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -31,29 +42,38 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> None:
+        Path(self.dir).mkdir(parents=True, exist_ok=True)
+        persistence = (["--appendonly", "yes", "--appendfsync", "everysec"] if self.appendonly
+                       else ["--save", "", "--appendonly", "no"])
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--protected-mode", "no"],
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", *persistence,
+             "--dir", self.dir, "--protected-mode", "no", *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                client.ping()
+                if int(client.info("server")["process_id"]) == self.process.pid:
+                    break  # ours, not another server that already had the port
+            except (redis.AuthenticationError, redis.ResponseError):  # answering, but wants a password: up
                 break
             except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}")
-                time.sleep(0.02)
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                client.close()
+                raise RuntimeError(f"redis-server did not start on port {self.port} (is the port in use?)")
+            time.sleep(0.02)
         client.close()
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=30)
         self.process = None
 
     def cleanup(self) -> None:
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)

@@ -11,6 +11,7 @@ Streams and keys (``P`` is the prefix, ``textunes`` by default):
 - ``P:tokens:<id>:<n>``   the tokens of take ``n`` (``worker.tokens``), kept for the audio TTL
 - ``P:done:<id>``         written once, atomically with the ``done``/``failed`` event: a job
                           finished twice (a slow worker thought dead) still gets one event
+- ``P:workers:<consumer>`` a worker's heartbeat (JSON), expiring ``WORKER_SEEN_TTL_S`` after its last beat
 
 What the frontends record about their own posts (leases, confirmed posts, message links,
 events seen) is theirs: see ``bot/posting.py``, ``bot/links.py`` and ``bot/seen.py``.
@@ -41,6 +42,12 @@ if TYPE_CHECKING:
 EventType = Literal["queued", "started", "progress", "done", "failed", "cancelled"]
 WORKER_GROUP = "workers"
 FRONTEND_GROUP = "frontends"
+WORKER_SEEN_TTL_S = 60
+CANCELLED_MESSAGE = "Cancelled by an operator."
+
+
+class UnknownJob(LookupError):
+    """An operator named a job that Redis does not know (or no longer keeps)."""
 
 
 @dataclass
@@ -124,7 +131,46 @@ class Delivery:
     deliveries: int = 1
 
 
-# Publish a job's final events and acknowledge it in one step, only if nobody finished it before.
+@dataclass
+class DeadLetter:
+    """A job in the dead-letter stream, with the reason it was given up."""
+
+    entry_id: str
+    job: Job
+    reason: str
+    failed_at: float
+
+
+@dataclass
+class WorkerSeen:
+    """A worker's last heartbeat (``JobQueue.beat``); ``info`` is whatever the worker reports."""
+
+    consumer: str
+    seen_at: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WaitingJob:
+    job_id: str
+    platform: str
+    age_s: float  # since it was submitted
+
+
+@dataclass
+class QueueStatus:
+    """What ``textunes admin status`` shows."""
+
+    waiting: int  # in line, not yet claimed
+    running: int  # claimed by a worker, not yet acknowledged
+    pending_by_consumer: dict[str, int]
+    oldest_waiting: WaitingJob | None
+    workers: list[WorkerSeen]
+    dead_letters: int
+
+
+# Publish a job's final events (and acknowledge its entry, when given) in one step, only if
+# nobody finished it before.
 _FINISH_ONCE = """
 local first = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
 if first then
@@ -132,7 +178,9 @@ if first then
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[i])
   end
 end
-redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+if ARGV[5] ~= '' then
+  redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+end
 if first then return 1 else return 0 end
 """
 
@@ -215,6 +263,9 @@ class JobQueue:
     def _done_key(self, job_id: str) -> str:
         return f"{self.prefix}:done:{job_id}"
 
+    def _worker_key(self, consumer: str) -> str:
+        return f"{self.prefix}:workers:{consumer}"
+
     def _ensure_group(self, stream: str, group: str) -> None:
         if (stream, group) in self._groups_made:
             return
@@ -249,34 +300,41 @@ class JobQueue:
             parent_job_id=parent_job_id,
         )
         self._ensure_group(self.jobs_stream, WORKER_GROUP)
-        payload = job.to_json()
         with self.redis.pipeline() as pipe:
-            pipe.set(self._job_key(job.job_id), payload, ex=self.audio_ttl_s)
-            pipe.xadd(self.jobs_stream, {"job": payload}, maxlen=self.stream_maxlen, approximate=True)
+            self._enqueue(job, pipe)
             pipe.execute()
         self.publish(Event(type="queued", job_id=job.job_id, reply_to=reply_to))
         return job
+
+    def _enqueue(self, job: Job, pipe: Any) -> None:
+        """Queue the commands that record ``job`` and put it in line (the caller executes)."""
+        payload = job.to_json()
+        pipe.set(self._job_key(job.job_id), payload, ex=self.audio_ttl_s)
+        pipe.xadd(self.jobs_stream, {"job": payload}, maxlen=self.stream_maxlen, approximate=True)
 
     def get_job(self, job_id: str) -> Job | None:
         payload = self.redis.get(self._job_key(job_id))
         return Job.from_json(payload) if payload else None
 
+    def _worker_group(self) -> dict[str, Any]:
+        """XINFO GROUPS of the jobs stream, for the ``workers`` group."""
+        self._ensure_group(self.jobs_stream, WORKER_GROUP)
+        return next(g for g in self.redis.xinfo_groups(self.jobs_stream) if _text(g["name"]) == WORKER_GROUP)
+
+    def _waiting(self, group: dict[str, Any], count: int | None = None) -> list[Any]:
+        """Stream entries not yet delivered to any worker, oldest first."""
+        last = _text(group["last-delivered-id"])
+        return self.redis.xrange(self.jobs_stream, min=f"({last}" if last != "0-0" else "-", max="+", count=count)
+
     def depth(self) -> int:
         """Jobs waiting or running: what a global queue cap compares against."""
-        self._ensure_group(self.jobs_stream, WORKER_GROUP)
-        for group in self.redis.xinfo_groups(self.jobs_stream):
-            if _text(group["name"]) == WORKER_GROUP:
-                return int(group.get("lag") or 0) + int(group["pending"])
-        return 0
+        group = self._worker_group()
+        return int(group.get("lag") or 0) + int(group["pending"])
 
     def position(self, job_id: str) -> int:
         """1-based place in line counting jobs running now; 0 once the job is running or gone."""
-        self._ensure_group(self.jobs_stream, WORKER_GROUP)
-        group = next(
-            g for g in self.redis.xinfo_groups(self.jobs_stream) if _text(g["name"]) == WORKER_GROUP
-        )
-        last = _text(group["last-delivered-id"])
-        waiting = self.redis.xrange(self.jobs_stream, min=f"({last}" if last != "0-0" else "-", max="+")
+        group = self._worker_group()
+        waiting = self._waiting(group)
         for place, (_, fields) in enumerate(waiting, start=1):
             if json.loads(fields[b"job"])["job_id"] == job_id:
                 return int(group["pending"]) + place
@@ -421,10 +479,13 @@ class JobQueue:
 
         Returns False when another worker had already finished this job (nothing published).
         """
-        platform = delivery.job.reply_to.platform
+        return self._finish(delivery.job, delivery.entry_id, *events)
+
+    def _finish(self, job: Job, entry_id: str, *events: Event) -> bool:
+        """Publish final events under the job's once-only done key; acknowledge ``entry_id`` if given."""
         return bool(self._finish_once(
-            keys=[self._done_key(delivery.job.job_id), self.events_stream(platform), self.jobs_stream],
-            args=[events[0].type, self.audio_ttl_s, self.stream_maxlen * 10, WORKER_GROUP, delivery.entry_id,
+            keys=[self._done_key(job.job_id), self.events_stream(job.reply_to.platform), self.jobs_stream],
+            args=[events[0].type, self.audio_ttl_s, self.stream_maxlen * 10, WORKER_GROUP, entry_id,
                   *(event.to_json() for event in events)],
         ))
 
@@ -464,14 +525,98 @@ class JobQueue:
         ))
 
     def dead_letters(self, count: int = 100) -> list[tuple[Job, str]]:
-        return [
-            (Job.from_json(f[b"job"]), _text(f[b"reason"]))
-            for _, f in self.redis.xrange(self.dead_stream, count=count)
-        ]
+        return [(letter.job, letter.reason) for letter in self.dead(count)]
+
+    # ---- operators --------------------------------------------------------------------
+    def dead(self, count: int | None = None) -> list[DeadLetter]:
+        """Dead-lettered jobs, oldest first (all of them unless ``count``)."""
+        return _dead_letters(self.redis.xrange(self.dead_stream, count=count))
+
+    def requeue(self, job_id: str) -> Job:
+        """Put a dead-lettered job back in line as a new job: the same request, seeds and
+        reply_to, ``parent_job_id`` = the old id. It leaves the dead letters in the same
+        transaction, so two operators can't requeue it twice. Raises UnknownJob."""
+        while True:
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(self.dead_stream)
+                    letters = [d for d in _dead_letters(pipe.xrange(self.dead_stream)) if d.job.job_id == job_id]
+                    if not letters:
+                        raise UnknownJob(f"no dead-lettered job {job_id}")
+                    old = letters[-1].job
+                    job = Job(job_id=secrets.token_hex(6), request=old.request, reply_to=old.reply_to,
+                              seeds=list(old.seeds), created_at=time.time(), parent_job_id=old.job_id)
+                    self._ensure_group(self.jobs_stream, WORKER_GROUP)
+                    pipe.multi()
+                    self._enqueue(job, pipe)
+                    pipe.xdel(self.dead_stream, *(d.entry_id for d in letters))
+                    pipe.execute()
+                except redis.WatchError:
+                    continue  # the dead letters changed meanwhile: look again
+            self.publish(Event(type="queued", job_id=job.job_id, reply_to=job.reply_to))
+            return job
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job that has not finished: publishes ``cancelled`` under the same once-only
+        done key as ``complete``, so a job is either completed or cancelled, never both.
+        Returns False when it had already finished. Raises UnknownJob."""
+        job = self.get_job(job_id)
+        if job is None:
+            raise UnknownJob(f"no job {job_id}")
+        cancelled = Event(type="cancelled", job_id=job_id, reply_to=job.reply_to, error=CANCELLED_MESSAGE)
+        return self._finish(job, "", cancelled)
+
+    def finished(self, job_id: str) -> str | None:
+        """How a job ended (``done``, ``failed`` or ``cancelled``); None while it waits or runs."""
+        value = self.redis.get(self._done_key(job_id))
+        return _text(value) if value else None
+
+    def beat(self, consumer: str, info: dict[str, Any]) -> None:
+        """A worker's heartbeat: call it at least every ``WORKER_SEEN_TTL_S / 2`` seconds."""
+        seen = WorkerSeen(consumer=consumer, seen_at=time.time(), info=info)
+        self.redis.set(self._worker_key(consumer), json.dumps(asdict(seen)), ex=WORKER_SEEN_TTL_S)
+
+    def workers(self) -> list[WorkerSeen]:
+        """Workers that beat within the last ``WORKER_SEEN_TTL_S`` seconds, by name."""
+        keys = sorted(self.redis.scan_iter(match=self._worker_key("*"), count=500))
+        return [WorkerSeen(**json.loads(value)) for value in (self.redis.mget(keys) if keys else []) if value]
+
+    def status(self) -> QueueStatus:
+        group = self._worker_group()
+        oldest = self._waiting(group, count=1)
+        lag = group.get("lag")
+        waiting = int(lag) if lag is not None else len(self._waiting(group))
+        pending = self.redis.xpending(self.jobs_stream, WORKER_GROUP)
+        oldest_waiting = None
+        if oldest:
+            job = Job.from_json(oldest[0][1][b"job"])
+            oldest_waiting = WaitingJob(job.job_id, job.reply_to.platform, max(0.0, time.time() - job.created_at))
+        return QueueStatus(
+            waiting=waiting,
+            running=int(pending["pending"]),
+            pending_by_consumer={_text(c["name"]): int(c["pending"]) for c in pending.get("consumers") or []},
+            oldest_waiting=oldest_waiting,
+            workers=self.workers(),
+            dead_letters=int(self.redis.xlen(self.dead_stream)),
+        )
+
+    def purge_audio(self, *, dry_run: bool = False) -> int:
+        """Delete every stored MP3 (``P:audio:*``); returns how many there were."""
+        keys = list(self.redis.scan_iter(match=f"{self.prefix}:audio:*", count=1000))
+        if dry_run:
+            return len(keys)
+        return sum(self.redis.unlink(*keys[start:start + 500]) for start in range(0, len(keys), 500))
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _dead_letters(entries: Any) -> list[DeadLetter]:
+    return [
+        DeadLetter(_text(entry_id), Job.from_json(f[b"job"]), _text(f[b"reason"]), float(f.get(b"failed_at", 0)))
+        for entry_id, f in entries
+    ]
 
 
 def _events_from(read: Any) -> list[Event]:
