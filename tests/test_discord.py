@@ -116,7 +116,7 @@ async def test_tune_defers_then_status_thread_and_takes_arrive(harness: Harness)
     names = {o["name"] for o in tune["options"]}
     assert names == {"prompt", "genre", "mood", "instruments", "tempo", "duration", "takes", "seed"}
     durations = [c["value"] for o in tune["options"] if o["name"] == "duration" for c in o["choices"]]
-    assert durations and max(durations) == 30  # the configured maximum
+    assert durations and max(durations) == 180  # the configured maximum (TEXTUNES_MAX_DURATION, 180 by default)
 
     with FakeWorker(harness.redis_url):
         interaction = await fake.slash("tune", {"prompt": "rainy night", "genre": "Lofi", "mood": "Calm",
@@ -248,7 +248,7 @@ async def test_a_duration_the_command_no_longer_offers_gets_the_allowed_range(
     interaction = await fake.slash("tune", {"genre": "Jazz", "duration": value})
     await fake.wait_for(lambda: interaction.callback_type is not None, what="an answer")
     reply = harness.status(interaction)
-    assert reply.ephemeral and "between 5 and 30 seconds" in reply.content
+    assert reply.ephemeral and "between 5 and 180 seconds" in reply.content
     assert bot.queue.depth() == 0
 
 

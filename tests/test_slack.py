@@ -438,7 +438,7 @@ async def test_a_length_outside_the_limits_is_refused_with_the_range(harness: Ha
     fake = harness.fake
     app = await harness.start_app()
     ack = await fake.command(text)
-    assert "between 5 and 30 seconds" in ack["text"] and ack.get("response_type", "ephemeral") == "ephemeral"
+    assert "between 5 and 180 seconds" in ack["text"] and ack.get("response_type", "ephemeral") == "ephemeral"
     assert fake.messages == [] and app.queue.depth() == 0
 
 
