@@ -342,3 +342,21 @@ def test_loading_leaves_omp_num_threads_as_it_found_it(monkeypatch: pytest.Monke
     monkeypatch.delenv("OMP_NUM_THREADS")
     Embedder.load(threads=1)
     assert "OMP_NUM_THREADS" not in os.environ
+
+
+def test_a_long_texts_lexicon_reading_is_bounded_and_spans_the_text(analyser: Analyser,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.analysis import analyser as module
+    from pipeline.analysis.bench import long_text
+
+    calls: list[list[str]] = []
+    real = module._lexicon_scores
+    monkeypatch.setattr(module, "_lexicon_scores", lambda sentences: (calls.append(sentences), real(sentences))[1])
+    text = long_text("ko")
+    assert_well_formed(analyser.analyse_text(text))
+    from pipeline.analysis.text import sentences
+
+    every = sentences(text)
+    assert len(every) > analyser.max_lexicon_sentences
+    read = calls[-1]
+    assert len(read) == analyser.max_lexicon_sentences and read[0] == every[0] and read[-1] == every[-1]

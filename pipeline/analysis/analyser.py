@@ -71,6 +71,7 @@ class Analyser:
     lexicon_arousal_weight = 0.6
     punctuation_weight = 0.5
     gain = 1.6  # tanh(gain * z): spreads the head's outputs over -1..+1
+    max_lexicon_sentences = 64  # a longer text's lexicon reading uses this many spread sentences
     # Optional models: share of the emotion model in valence/arousal; pull of the NLI re-ranking.
     emotion_weight = 0.5
     nli_weight = 2.0
@@ -144,7 +145,7 @@ class Analyser:
     def read(self, raw: str) -> Reading:
         cleaned = textmod.clean(raw, self.config.max_analysis_chars)
         sentences = textmod.sentences(cleaned.text) or [cleaned.text]
-        scores = _lexicon_scores(sentences)
+        scores = self._sampled_lexicon_scores(sentences)
         total = lexicon.Score()
         for score in scores:
             total.merge(score)
@@ -163,6 +164,16 @@ class Analyser:
                        korean_share=textmod.hangul_share(cleaned.text), truncated=cleaned.truncated,
                        analysed_chars=len(cleaned.text), original_chars=cleaned.original_chars,
                        text=cleaned.text)
+
+    def _sampled_lexicon_scores(self, sentences: list[str]) -> list[lexicon.Score]:
+        """Lexicon evidence per sentence; a long text is read through evenly spread sentences
+        (Korean morphological analysis is the costliest step), the others count as empty."""
+        n, most = len(sentences), self.max_lexicon_sentences
+        picked = range(n) if n <= most else sorted({round(k * (n - 1) / (most - 1)) for k in range(most)})
+        scores = [lexicon.Score() for _ in sentences]
+        for i, score in zip(picked, _lexicon_scores([sentences[i] for i in picked])):
+            scores[i] = score
+        return scores
 
     def _passage(self, sentences: list[str], scores: list[lexicon.Score]) -> tuple[str, list[int]]:
         """What the sentence model reads: the whole text when it fits ``max_tokens``, else the first
