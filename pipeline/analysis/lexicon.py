@@ -11,7 +11,8 @@ import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+
+from .tables import read_table
 
 _NEGATORS_EN = {"not", "no", "never", "nothing", "nobody", "without", "hardly", "cannot", "cant",
                 "dont", "didnt", "doesnt", "isnt", "wasnt", "arent", "werent", "wont", "couldnt"}
@@ -68,19 +69,14 @@ class Score:
         return self.arousal_sum / self.weight if self.weight else 0.0
 
 
-def _read_table(name: str) -> list[list[str]]:
-    raw = resources.files("pipeline.analysis").joinpath("data", name).read_text(encoding="utf-8")
-    return [line.split("\t") for line in raw.splitlines() if line.strip() and not line.startswith("#")]
-
-
 @lru_cache(maxsize=1)
 def english_lexicon() -> dict[str, Affect]:
-    return {row[0]: Affect(float(row[1]), float(row[2])) for row in _read_table("lexicon_en.tsv")}
+    return {row[0]: Affect(float(row[1]), float(row[2])) for row in read_table("lexicon_en.tsv")}
 
 
 @lru_cache(maxsize=1)
 def korean_lexicon() -> dict[str, Affect]:
-    return {row[0]: Affect(float(row[1]), float(row[2])) for row in _read_table("lexicon_ko.tsv")}
+    return {row[0]: Affect(float(row[1]), float(row[2])) for row in read_table("lexicon_ko.tsv")}
 
 
 def _english_entry(word: str, lexicon: dict[str, Affect]) -> Affect | None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
-
 import numpy as np
+
+from .tables import read_table
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,7 @@ class BankRow:
 
 @lru_cache(maxsize=1)
 def bank() -> tuple[BankRow, ...]:
-    raw = resources.files("pipeline.analysis").joinpath("data", "bank.tsv").read_text(encoding="utf-8")
-    rows = []
-    for line in raw.splitlines():
-        if line.strip() and not line.startswith("#"):
-            lang, v, a, text = line.split("\t")
-            rows.append(BankRow(lang, float(v), float(a), text))
-    return tuple(rows)
+    return tuple(BankRow(lang, float(v), float(a), text) for lang, v, a, text in read_table("bank.tsv"))
 
 
 @dataclass(frozen=True)
