@@ -71,7 +71,7 @@ class Analyser:
     lexicon_arousal_weight = 0.6
     punctuation_weight = 0.5
     gain = 1.6  # tanh(gain * z): spreads the head's outputs over -1..+1
-    max_lexicon_sentences = 64  # a longer text's lexicon reading uses this many spread sentences
+    max_lexicon_sentences = 32  # a longer text's lexicon reading uses this many spread sentences
     # Optional models: share of the emotion model in valence/arousal; pull of the NLI re-ranking.
     emotion_weight = 0.5
     nli_weight = 2.0
@@ -287,9 +287,7 @@ class Analyser:
         evidence = reading.lexicon_hits / (reading.lexicon_hits + 3.0)
         strength = min(1.0, (abs(reading.valence) + abs(reading.arousal)) / 1.2)
         conf = 0.25 + 0.45 * evidence + 0.3 * strength
-        letters = [c for c in reading.text if c.isalpha()]
-        readable = sum(c.isascii() or textmod.is_hangul(c) for c in letters) / max(1, len(letters))
-        conf *= readable  # scripts other than Latin and Hangul are not understood
+        conf *= textmod.readable_share(reading.text)  # other scripts are read, but never measured
         return float(max(0.05, min(1.0, conf)))
 
     @staticmethod
