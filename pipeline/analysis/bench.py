@@ -14,6 +14,8 @@ import statistics
 import time
 from pathlib import Path
 
+from .config import AnalysisConfig
+
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data" / "texts.jsonl"
 
 
@@ -45,18 +47,19 @@ def _time(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while encoding (0 = torch's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="OpenMP threads of the sentence model (0 = OpenMP's default: all cores)")
+    parser.add_argument("--max-tokens", type=int, default=AnalysisConfig().max_tokens,
+                        help="tokens the sentence model reads per text")
     args = parser.parse_args(argv)
 
-    import torch
-
     start = time.perf_counter()
-    from . import Analyser, AnalysisConfig
+    from . import Analyser
 
-    analyser = Analyser.load(AnalysisConfig(threads=args.threads))
+    analyser = Analyser.load(AnalysisConfig(threads=args.threads, max_tokens=args.max_tokens))
     load_s = time.perf_counter() - start
-    print(f"torch threads while encoding: {args.threads or torch.get_num_threads()}")
-    print(f"load (imports, sentence model, kiwi, catalog embeddings): {load_s:.2f} s")
+    print(f"sentence model threads: {args.threads or 'OpenMP default'}, tokens read per text: {args.max_tokens}")
+    print(f"load (imports, sentence model, kiwi, tone head, shipped vectors): {load_s:.2f} s")
     for lang in ("en", "ko"):
         text = long_text(lang)
         ms = _time(lambda: analyser.analyse_text(text), args.repeats)

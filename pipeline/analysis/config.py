@@ -26,9 +26,10 @@ class AnalysisConfig:
     llm_api_key: str = setting("TEXTUNES_LLM_API_KEY", "", secret=True)
     llm_timeout: float = setting("TEXTUNES_LLM_TIMEOUT", 10.0, minimum=0.001)
     max_analysis_chars: int = setting("TEXTUNES_MAX_ANALYSIS_CHARS", 20_000, minimum=1)
-    max_sentences: int = setting("TEXTUNES_ANALYSIS_MAX_SENTENCES", 16, minimum=1)  # sentences embedded per text (the speed bound)
-    device: str = setting("TEXTUNES_ANALYSIS_DEVICE", "cpu")
-    # torch CPU threads while the sentence model encodes (0 = torch's default); restored after
+    # tokens of a text the sentence model reads (the speed bound); the lexicons read all of it
+    max_tokens: int = setting("TEXTUNES_ANALYSIS_MAX_TOKENS", 64, minimum=8)
+    device: str = setting("TEXTUNES_ANALYSIS_DEVICE", "cpu")  # where the optional models run
+    # OpenMP threads of the sentence model's engine (0 = OpenMP's default); its own runtime, not torch's
     threads: int = setting("TEXTUNES_ANALYSIS_THREADS", 1, minimum=0)
 
     @classmethod

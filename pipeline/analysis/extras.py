@@ -3,22 +3,18 @@
 Each is a Hugging Face hub id or a local directory, loaded once with plain transformers
 (transformers 5 has no summarisation pipeline, and this keeps the three alike). A model
 that is configured but cannot be loaded stops the worker at start with a clear message
-rather than silently degrading.
+rather than silently degrading. Each model returns plain numbers (or text); the analyser
+decides how much they count.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
 from .config import AnalysisConfig
-
-if TYPE_CHECKING:
-    from .analyser import Reading
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +143,6 @@ class OptionalModels:
     emotion: EmotionModel | None = None
     summariser: Summariser | None = None
     nli: ZeroShotMoods | None = None
-    emotion_weight: float = 0.5
-    nli_weight: float = 2.0
 
     @classmethod
     def load(cls, config: AnalysisConfig) -> "OptionalModels | None":
@@ -159,27 +153,3 @@ class OptionalModels:
             summariser=Summariser.load(config.summary_model, config.device) if config.summary_model else None,
             nli=ZeroShotMoods.load(config.nli_model, config.device) if config.nli_model else None,
         )
-
-    def refine_reading(self, reading: "Reading", text: str) -> "Reading":
-        if self.emotion is not None:
-            v, a, weight = self.emotion.valence_arousal(text)
-            w = self.emotion_weight * weight
-            reading = replace(reading, valence=(1 - w) * reading.valence + w * v,
-                              arousal=(1 - w) * reading.arousal + w * a)
-        if self.summariser is not None:
-            from .analyser import THEME_MAX_WORDS
-
-            summary = self.summariser.summarise(text, THEME_MAX_WORDS)
-            if re.search(r"[^\W\d_]{2,}", summary):
-                reading = replace(reading, theme=summary)
-        return reading
-
-    def adjust_moods(self, score: np.ndarray, names: list[str], text: str) -> np.ndarray:
-        if self.nli is None:
-            return score
-        top = list(np.argsort(-score)[: self.nli.candidates])
-        probs = self.nli.probabilities(text, [names[i] for i in top])
-        adjusted = score.copy()
-        for i, p in zip(top, probs):
-            adjusted[i] += self.nli_weight * (p * len(top) - 1.0) / len(top)
-        return adjusted

@@ -1,17 +1,18 @@
 """Valence/arousal from hand-written English and Korean lexicons, with negation and intensifiers.
 
 Korean goes through kiwipiepy (morphological analysis; its model ships in the wheel), so
-inflected forms (슬퍼서, 즐거운) find their lemma (슬프다, 즐겁다). Korean lemmas also carry
-an English gloss, which the analyser embeds with the English-only sentence model.
+inflected forms (슬퍼서, 즐거운) find their lemma (슬프다, 즐겁다). The Korean table's English
+glosses are there for the people who edit it; the sentence model reads Korean itself.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+
+from .tables import read_table
 
 _NEGATORS_EN = {"not", "no", "never", "nothing", "nobody", "without", "hardly", "cannot", "cant",
                 "dont", "didnt", "doesnt", "isnt", "wasnt", "arent", "werent", "wont", "couldnt"}
@@ -43,12 +44,13 @@ class Score:
     arousal_sum: float = 0.0
     weight: float = 0.0
     hits: int = 0
-    glosses: list[str] = field(default_factory=list)
 
     def add(self, affect: Affect, weight: float = 1.0, negated: bool = False) -> None:
+        # "not happy" is unhappy; "I wasn't calm", "couldn't sleep" are restless, "no hurry" is calm.
         v = -0.6 * affect.valence if negated else affect.valence
+        a = -0.5 * affect.arousal if negated else affect.arousal
         self.valence_sum += v * weight
-        self.arousal_sum += affect.arousal * weight
+        self.arousal_sum += a * weight
         self.weight += weight
         self.hits += 1
 
@@ -57,7 +59,6 @@ class Score:
         self.arousal_sum += other.arousal_sum
         self.weight += other.weight
         self.hits += other.hits
-        self.glosses.extend(other.glosses)
 
     @property
     def valence(self) -> float:
@@ -68,25 +69,14 @@ class Score:
         return self.arousal_sum / self.weight if self.weight else 0.0
 
 
-def _read_table(name: str) -> list[list[str]]:
-    raw = resources.files("pipeline.analysis").joinpath("data", name).read_text(encoding="utf-8")
-    return [line.split("\t") for line in raw.splitlines() if line.strip() and not line.startswith("#")]
-
-
 @lru_cache(maxsize=1)
 def english_lexicon() -> dict[str, Affect]:
-    return {row[0]: Affect(float(row[1]), float(row[2])) for row in _read_table("lexicon_en.tsv")}
+    return {row[0]: Affect(float(row[1]), float(row[2])) for row in read_table("lexicon_en.tsv")}
 
 
 @lru_cache(maxsize=1)
-def korean_lexicon() -> dict[str, tuple[Affect | None, str]]:
-    table: dict[str, tuple[Affect | None, str]] = {}
-    for row in _read_table("lexicon_ko.tsv"):
-        lemma, v, a = row[0], row[1], row[2]
-        gloss = row[3] if len(row) > 3 and row[3] != "-" else ""
-        affect = None if v == "-" else Affect(float(v), float(a))
-        table[lemma] = (affect, gloss)
-    return table
+def korean_lexicon() -> dict[str, Affect]:
+    return {row[0]: Affect(float(row[1]), float(row[2])) for row in read_table("lexicon_ko.tsv")}
 
 
 def _english_entry(word: str, lexicon: dict[str, Affect]) -> Affect | None:
@@ -135,7 +125,7 @@ def kiwi():  # type: ignore[no-untyped-def]
 
 
 _PREDICATE_TAGS = ("VV", "VA", "VX", "VCN")
-_CONTENT_TAGS = ("NNG", "NNP", "XR", "MAG", "VV", "VA", "SL")
+_CONTENT_TAGS = ("NNG", "NNP", "XR", "MAG", "VV", "VA")
 
 
 def _lemma(form: str, tag: str) -> str:
@@ -151,7 +141,7 @@ def score_korean_many(sentences: list[str]) -> list[Score]:
 
 
 def score_korean(sentence: str) -> Score:
-    """Lexicon evidence for one Korean sentence, with the English glosses of its words."""
+    """Lexicon evidence for one Korean sentence."""
     return _score_tokens(kiwi().tokenize(sentence))
 
 
@@ -160,17 +150,9 @@ def _score_tokens(tokens) -> Score:  # type: ignore[no-untyped-def]
     score = Score()
     for i, token in enumerate(tokens):
         tag = token.tag.split("-")[0]
-        if tag == "SL":
-            score.glosses.append(token.form)
-            continue
         if tag not in _CONTENT_TAGS or tag == "MAG" and token.form in _INTENSIFIERS_KO:
             continue  # intensifiers weigh the next word; they are not evidence themselves
-        entry = _lookup(tokens, i, lexicon)
-        if entry is None:
-            continue
-        affect, gloss = entry
-        if gloss:
-            score.glosses.append(gloss)
+        affect = _lookup(tokens, i, lexicon)
         if affect is None:
             continue
         after = [(t.form, t.tag) for t in tokens[i + 1: i + 6]]
@@ -187,7 +169,7 @@ def _score_tokens(tokens) -> Score:  # type: ignore[no-untyped-def]
     return score
 
 
-def _lookup(tokens, i: int, lexicon: dict[str, tuple[Affect | None, str]]) -> tuple[Affect | None, str] | None:  # type: ignore[no-untyped-def]
+def _lookup(tokens, i: int, lexicon: dict[str, Affect]) -> Affect | None:  # type: ignore[no-untyped-def]
     """The lexicon entry for token ``i``: its lemma, or a root plus the suffix that follows it."""
     token = tokens[i]
     tag = token.tag.split("-")[0]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 
 from pipeline.catalog import Kind, catalog
+
+from .tables import read_table
 
 
 @dataclass(frozen=True)
@@ -20,12 +21,8 @@ class Profile:
 
 @lru_cache(maxsize=1)
 def profiles() -> tuple[Profile, ...]:
-    raw = resources.files("pipeline.analysis").joinpath("data", "profiles.tsv").read_text(encoding="utf-8")
     rows: list[Profile] = []
-    for line in raw.splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        kind, name, v, a, description = line.split("\t")
+    for kind, name, v, a, description in read_table("profiles.tsv"):
         entry = catalog().lookup(kind, name)  # type: ignore[arg-type]
         if entry is None or entry.name != name:
             raise ValueError(f"profiles.tsv names {kind} '{name}', which is not in the catalog")

@@ -69,9 +69,18 @@ def is_hangul(ch: str) -> bool:
     return "\uac00" <= ch <= "\ud7a3" or "\u3131" <= ch <= "\u318e"
 
 
+_LETTER = re.compile(r"[^\W\d_]")
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
 def hangul_share(text: str) -> float:
     """Share of letters that are Hangul (0 for English, ~1 for Korean)."""
-    letters = [c for c in text if c.isalpha()]
-    if not letters:
-        return 0.0
-    return sum(map(is_hangul, letters)) / len(letters)
+    letters = len(_LETTER.findall(text))
+    return len(_HANGUL.findall(text)) / letters if letters else 0.0
+
+
+def readable_share(text: str) -> float:
+    """Share of letters in the scripts the analyser is measured on (Latin and Hangul)."""
+    letters = len(_LETTER.findall(text))
+    return (len(_LATIN.findall(text)) + len(_HANGUL.findall(text))) / letters if letters else 0.0

