@@ -6,7 +6,8 @@ Inline syntax (Slack ``/tune``, and anything else typed as one line)::
 
 Option names: ``genre`` / ``genres``, ``mood`` / ``moods``, ``instrument(s)`` / ``inst``,
 ``tempo`` (slow, medium, fast, 느린, 보통, 빠른, or a bpm), ``bpm``, ``duration`` / ``length``
-(``30``, ``30s``, ``0:30``), ``takes``, ``seed``. A bare ``20s`` (or ``20초``) sets the duration,
+(``30``, ``30s``, ``0:30``), ``takes``, ``seed``, ``loop`` (yes/no; ``루프``, ``반복``),
+``format`` (mp3, flac, wav; ``형식``, ``포맷``). A bare ``20s`` (or ``20초``) sets the duration,
 however large, so a length out of range is refused with the range instead of joining the
 prompt; a decade such as ``1990s`` stays in the prompt. Values
 with spaces: quote them (``genre:"hip hop"``) or join words with ``_``. Catalog names work
@@ -28,7 +29,11 @@ _KEYS = {
     "tempo": "tempo", "템포": "tempo", "bpm": "bpm",
     "duration": "duration", "length": "duration", "길이": "duration",
     "takes": "takes", "take": "takes", "seed": "seed",
+    "loop": "loop", "루프": "loop", "반복": "loop",
+    "format": "format", "형식": "format", "포맷": "format",
 }
+_YES = {"yes", "y", "true", "on", "1", "예", "네", "응"}
+_NO = {"no", "n", "false", "off", "0", "아니오", "아니요", "아니"}
 _UNIT = r"\s*(?:s|sec|secs|seconds|초)"
 _BARE_DURATION = re.compile(rf"(\d+(?:\.\d+)?){_UNIT}", re.IGNORECASE)
 _DURATION = re.compile(rf"(-?\d+(?:\.\d+)?)(?:{_UNIT})?", re.IGNORECASE)
@@ -64,6 +69,13 @@ def parse_int(name: str, value: str) -> int:
         raise InvalidRequest(f"{name} must be a whole number (got '{value}').") from None
 
 
+def parse_yes_no(name: str, value: str) -> bool:
+    word = value.strip().casefold()
+    if word in _YES or word in _NO:
+        return word in _YES
+    raise InvalidRequest(f"{name} must be yes or no (got '{value}').")
+
+
 def parse_inline(text: str, *, default_duration: float = 10.0, limits: Limits = Limits()) -> TuneRequest:
     """Parse the inline syntax into a (not yet validated) request."""
     try:
@@ -96,11 +108,15 @@ def parse_inline(text: str, *, default_duration: float = 10.0, limits: Limits = 
             request.takes = parse_int("Takes", value)
         elif field == "seed":
             request.seed = parse_int("Seed", value)
+        elif field == "loop":
+            request.loop = parse_yes_no("Loop", value)
+        elif field == "format":
+            request.format = value.strip().casefold()
     request.prompt = " ".join(free)
     return request
 
 
 _EXAMPLES = {
     "genres": "jazz", "moods": "calm", "instruments": "piano,cello", "tempo": "slow",
-    "bpm": "80", "duration": "20s", "takes": "2", "seed": "42",
+    "bpm": "80", "duration": "20s", "takes": "2", "seed": "42", "loop": "yes", "format": "flac",
 }

@@ -13,6 +13,7 @@ from typing import Any, Literal
 SCHEMA_VERSION = 1
 
 RequestMode = Literal["tags", "text"]
+AUDIO_FORMATS = ("mp3", "flac", "wav")
 
 
 class SchemaMismatch(ValueError):
@@ -30,13 +31,20 @@ class TuneRequest:
     instruments: list[str] = field(default_factory=list)
     tempo: str | None = None  # "slow" | "medium" | "fast"
     bpm: int | None = None
-    duration: float = 10.0
+    duration: float = 10.0  # seconds; for an extension, the seconds to add
     takes: int = 1
     seed: int | None = None
+    loop: bool = False  # a seamless loop: whole bars at the brief's tempo, its end joined to its start
+    format: str = ""  # "mp3", "flac" or "wav"; empty: mp3, or flac for a loop
 
     @property
     def mode(self) -> RequestMode:
         return "text" if self.text else "tags"
+
+    @property
+    def audio_format(self) -> str:
+        """The file format the user gets (before any fallback to fit an upload limit)."""
+        return self.format or ("flac" if self.loop else "mp3")
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA_VERSION, **asdict(self)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from pipeline.catalog import Kind, catalog
-from pipeline.models import TuneRequest
+from pipeline.models import AUDIO_FORMATS, TuneRequest
 
 TEMPO_WORDS = ("slow", "medium", "fast")
 
@@ -65,8 +65,11 @@ def validate(request: TuneRequest, limits: Limits = Limits()) -> TuneRequest:
         raise InvalidRequest(f"Tempo must be between {limits.min_bpm} and {limits.max_bpm} bpm (got {request.bpm}).")
     if request.seed is not None and not 0 <= request.seed < 2**32:
         raise InvalidRequest(f"Seed must be a whole number from 0 to {2**32 - 1} (got {request.seed}).")
+    audio_format = request.format.strip().casefold()
+    if audio_format and audio_format not in AUDIO_FORMATS:
+        raise InvalidRequest(f"Format must be {', '.join(AUDIO_FORMATS)} (got '{request.format}').")
     return replace(request, prompt=prompt, text=text, genres=genres, moods=moods,
-                   instruments=instruments, tempo=tempo)
+                   instruments=instruments, tempo=tempo, format=audio_format)
 
 
 def _check_words(text: str, limits: Limits) -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from pipeline.models import TuneRequest
 from worker.queue import Event, JobQueue, ReplyTo, Take
 
@@ -122,3 +124,21 @@ def test_worker_side_survives_a_redis_restart(redis_server, redis_url: str) -> N
         [delivery] = queue.claim("w1", 1, block_ms=100)
         assert delivery.job.job_id == job.job_id
         assert [e.type for e in queue.read_events("cli", "f1", block_ms=10)] == ["queued"]
+
+
+def test_melody_jobs_wait_in_their_own_lane_and_count_toward_the_cap(queue: JobQueue) -> None:
+    from worker.queue import MELODY_LANE, TakeRef
+
+    plain = queue.submit(TuneRequest(prompt="calm"), ReplyTo(platform="cli"))
+    melodic = queue.submit(TuneRequest(prompt="calm"), ReplyTo(platform="cli"), melody=b"flac-bytes")
+    extension = queue.submit(TuneRequest(prompt="calm", duration=30), ReplyTo(platform="cli"),
+                             extend=TakeRef(plain.job_id, 1))
+    assert queue.depth() == 3
+    assert [d.job.job_id for d in queue.claim("w", 8, block_ms=10)] == [plain.job_id, extension.job_id]
+    melody_queue = JobQueue(queue.redis, prefix=queue.prefix, lane=MELODY_LANE)
+    [delivery] = melody_queue.claim("m", 8, block_ms=10)
+    assert delivery.job.job_id == melodic.job_id and queue.load_melody(delivery.job.melody_key) == b"flac-bytes"
+    assert queue.get_job(extension.job_id).extend == TakeRef(plain.job_id, 1)
+    assert TakeRef.parse(" abc123:2 ") == TakeRef("abc123", 2)
+    with pytest.raises(ValueError, match="JOB:TAKE"):
+        TakeRef.parse("abc123")

@@ -126,3 +126,16 @@ def test_request_and_brief_round_trip_as_json_with_a_schema_version() -> None:
     assert Brief.from_dict(brief.to_dict()) == brief
     with pytest.raises(SchemaMismatch, match="schema 2"):
         TuneRequest.from_dict({**request.to_dict(), "schema": 2})
+
+
+def test_loop_and_format_in_the_inline_syntax_english_and_korean() -> None:
+    request = validate(parse_inline("calm piano loop:yes format:WAV 20s"))
+    assert request.loop is True and request.format == "wav" and request.audio_format == "wav"
+    korean = validate(parse_inline("잔잔한 피아노 반복:예 형식:flac"))
+    assert korean.loop and korean.format == "flac"
+    assert validate(parse_inline("calm loop:yes")).audio_format == "flac"  # loops default to lossless
+    assert validate(parse_inline("calm")).audio_format == "mp3"
+    with pytest.raises(InvalidRequest, match="Loop must be yes or no"):
+        parse_inline("calm loop:maybe")
+    with pytest.raises(InvalidRequest, match="Format must be mp3, flac, wav"):
+        validate(parse_inline("calm format:ogg"))

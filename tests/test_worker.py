@@ -193,9 +193,9 @@ def test_a_job_finished_elsewhere_stops_decoding_here(queue: JobQueue, tiny_mode
     assert not log.of("done", job.job_id) and queue.depth() == 0
 
 
-def _worker_process(redis_url: str, model_dir: Path, visibility_s: float = 60.0) -> subprocess.Popen[bytes]:
+def _worker_process(redis_url: str, model_dir: Path, visibility_s: float = 60.0, **env_vars: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TEXTUNES_VISIBILITY_TIMEOUT_S": str(visibility_s),
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **env_vars}
     return subprocess.Popen(
         [sys.executable, "-m", "worker.cli", "worker", "--model", str(model_dir), "--redis-url", redis_url, "--device", "cpu"],
         env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -283,3 +283,39 @@ def test_an_uncached_hub_model_on_a_machine_without_the_hub_fails_fast_with_the_
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "TEXTUNES_MODEL" in errors[0] and "did not answer" in errors[0]
+
+
+def test_a_running_worker_serves_health_and_metrics_beats_and_warns_about_redis(redis_url: str, tiny_model_dir: Path) -> None:
+    import urllib.request
+
+    from worker.local_redis import free_port
+
+    port = free_port()
+    queue = JobQueue.from_url(redis_url)
+    job = queue.submit(TuneRequest(prompt="calm", duration=5), ReplyTo(platform="cli"))
+    log = EventLog(queue)
+    process = _worker_process(redis_url, tiny_model_dir, TEXTUNES_METRICS_PORT=str(port))
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+        except OSError:
+            return 0, ""
+
+    try:
+        wait_for(lambda: log.of("done", job.job_id), timeout=120, what="the job")
+        assert get("/healthz")[0] == 200 and get("/readyz")[0] == 200
+        body = get("/metrics")[1]
+        steps = next(float(line.split()[1]) for line in body.splitlines() if line.startswith("textunes_decode_steps_total"))
+        assert steps >= 253  # 5 s of frames plus the delay pattern
+        assert 'textunes_requests_total{kind="tags",outcome="done",platform="cli"} 1.0' in body
+        [seen] = queue.workers()
+        assert seen.info["lanes"] == ["text"] and seen.info["slots"] == 8
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+        queue.close()
+    assert "keeps nothing on disk" in output.decode()  # the test Redis has no persistence

@@ -218,32 +218,45 @@ def _load_analyser():  # type: ignore[no-untyped-def]
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from worker import metrics
     from worker.loop import Worker, WorkerOptions
     from worker.queue import JobQueue
+    from worker.redis_check import log_redis_warnings
 
-    musicgen = _load_model(args)
-    if musicgen is None:
-        return 2
-    analyser = _load_analyser()
-    if analyser is None:
-        return 2
-    engine = _build_engine(musicgen, args, settings)
-    queue = JobQueue.from_settings(settings, url=args.redis_url)
-    options = WorkerOptions(max_upload_bytes=settings.max_upload_bytes)
-    stop = threading.Event()
+    health = metrics.Health()
+    loaded = threading.Event()
+    health.add_check("model loaded", loaded.is_set)
+    health.add_check("redis reachable", metrics.redis_reachable(args.redis_url))
+    server = metrics.serve(health, settings)  # /healthz answers "starting" while the model loads
+    try:
+        musicgen = _load_model(args)
+        if musicgen is None:
+            return 2
+        analyser = _load_analyser()
+        if analyser is None:
+            return 2
+        engine = _build_engine(musicgen, args, settings)
+        loaded.set()
+        queue = JobQueue.from_settings(settings, url=args.redis_url)
+        log_redis_warnings(queue.redis, log)
+        stop = threading.Event()
 
-    def on_signal(signum: int, frame: object) -> None:
-        if stop.is_set():
-            log.warning("second signal: exiting now; held jobs return to the queue after the visibility timeout")
-            raise SystemExit(1)
-        log.info("signal %d: finishing the takes in hand, then exiting", signum)
-        stop.set()
+        def on_signal(signum: int, frame: object) -> None:
+            if stop.is_set():
+                log.warning("second signal: exiting now; held jobs return to the queue after the visibility timeout")
+                raise SystemExit(1)
+            log.info("signal %d: finishing the takes in hand, then exiting", signum)
+            stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    with queue:
-        Worker(queue, musicgen, engine, options, analyser=analyser).run(stop)
-    return 0
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        with queue:
+            Worker(queue, musicgen, engine, WorkerOptions(max_upload_bytes=settings.max_upload_bytes),
+                   analyser=analyser, health=health).run(stop)
+        return 0
+    finally:
+        if server is not None:
+            server.close()
 
 
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:

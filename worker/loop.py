@@ -32,9 +32,10 @@ from pipeline.analysis import AnalysisError
 from pipeline.audio import EncodedAudio, Mastering, encode_mp3, master
 from pipeline.brief import brief_from_tags
 from pipeline.models import Brief, TuneRequest
+from worker import metrics
 from worker.engine import DecodeEngine, FinishedTake, ReferenceEngine, TakeRequest
 from worker.musicgen import MusicGen
-from worker.queue import Delivery, Event, JobQueue, Take
+from worker.queue import Delivery, Event, Job, JobQueue, Take
 from worker.tokens import codes_to_bytes
 
 log = logging.getLogger("textunes.worker")
@@ -75,6 +76,7 @@ class _Job:
     brief: Brief
     stored: dict[int, Take] = field(default_factory=dict)
     failed: bool = False
+    started_at: float = field(default_factory=time.time)  # briefed and handed to the engine
     reported: float = 0.0  # the last progress published
 
     @property
@@ -95,8 +97,10 @@ def render_take(musicgen: MusicGen, finished: FinishedTake, mastering: Mastering
 
 class Worker:
     def __init__(self, queue: JobQueue, musicgen: MusicGen, engine: DecodeEngine | ReferenceEngine,
-                 options: WorkerOptions = WorkerOptions(), analyser: Analyser | None = None) -> None:
+                 options: WorkerOptions = WorkerOptions(), analyser: Analyser | None = None,
+                 health: metrics.Health | None = None) -> None:
         self.queue = queue
+        self.health = health or metrics.Health()
         self.musicgen = musicgen
         self.engine = engine
         self.options = options
@@ -131,12 +135,17 @@ class Worker:
         self.engine.on_step = self._report_progress
         try:
             while not (stop.is_set() and not self.engine.busy):
+                self.health.beat()
                 self._admit(accept=not stop.is_set())
                 self._discard_dropped()
                 if self.engine.busy:
+                    steps = self.engine.stats.steps
                     for finished in self.engine.step():
                         self._take_done(finished)
+                    metrics.count_decode_steps(self.engine.stats.steps - steps)
+                    metrics.set_batch_slots(self.engine.running, self.engine.slots)
                 else:
+                    metrics.set_batch_slots(0, self.engine.slots)
                     self._wait_for_work(stop)
                 self._room = max(0, self.engine.room() - self._briefed.qsize())
         finally:
@@ -160,6 +169,7 @@ class Worker:
 
     def _start(self, job: _Job) -> None:
         request = job.delivery.job.request
+        metrics.observe_queue_wait(job.delivery.job.reply_to.platform, time.time() - job.delivery.job.created_at)
         frames = self.musicgen.frames_for(request.duration)
         try:
             for (job_id, index), seed in zip(job.keys(), job.delivery.job.seeds):
@@ -225,11 +235,12 @@ class Worker:
     # ---- the intake thread ---------------------------------------------------------------
     def _intake(self, stop: threading.Event) -> None:
         keep_alive_every = max(0.2, min(self.queue.visibility_timeout_s / 3, 10.0))
-        next_keep_alive = time.monotonic() + keep_alive_every
+        next_keep_alive = time.monotonic()
         while not stop.is_set():
             try:
                 if time.monotonic() >= next_keep_alive:
                     self._keep_alive()
+                    self._beat()
                     next_keep_alive = time.monotonic() + keep_alive_every
                 room = self._room
                 if room <= 0:
@@ -262,6 +273,13 @@ class Worker:
         ))
         self._briefed.put(job)
         self._room -= 1
+
+    def _beat(self) -> None:
+        """Tell operators (``textunes admin status``) and frontends that this worker is alive."""
+        self.queue.beat(self.options.consumer, {
+            "lanes": [self.queue.lane or "text"], "model": self.musicgen.name, "slots": self.engine.slots,
+            "running": self.engine.running, "waiting": self.engine.waiting, "engine": type(self.engine).__name__,
+        })
 
     def _keep_alive(self) -> None:
         with self._lock:
@@ -330,6 +348,10 @@ class Worker:
         self.stats.jobs_done += 1
         self.stats.takes_done += len(takes)
         self.stats.audio_seconds += sum(t.duration for t in takes)
+        platform = delivery.job.reply_to.platform
+        metrics.count_request(platform, _kind(delivery.job), "done")
+        metrics.observe_time_to_result(platform, time.time() - delivery.job.created_at)
+        metrics.record_generation(time.time() - job.started_at, sum(t.duration for t in takes))
         request = delivery.job.request
         log.info("job %s platform=%s duration=%.1fs takes=%d slots=%d/%d waited=%.2fs%s",
                  job.job_id, delivery.job.reply_to.platform, request.duration, len(takes), self.engine.running,
@@ -346,9 +368,23 @@ class Worker:
         self.stats.jobs_failed += 1
         if self.queue.retry_or_fail(delivery, reason):
             log.error("job %s: dead-lettered after %d attempts: %s", delivery.job.job_id, self.queue.max_deliveries, reason)
+            metrics.count_dead_letter()
+            metrics.count_request(delivery.job.reply_to.platform, _kind(delivery.job), "failed")
+        else:
+            metrics.count_retry()
 
     def _fail_now(self, delivery: Delivery, message: str) -> None:
         log.info("job %s: refused: %s", delivery.job.job_id, message)
         self.stats.jobs_failed += 1
+        metrics.count_request(delivery.job.reply_to.platform, _kind(delivery.job), "failed")
         self.queue.complete(delivery, Event(type="failed", job_id=delivery.job.job_id,
                                             reply_to=delivery.job.reply_to, error=message))
+
+
+def _kind(job: Job) -> str:
+    """A job's kind for the request metrics."""
+    if job.extend is not None:
+        return "extend"
+    if job.parent_job_id:
+        return "regenerate"
+    return job.request.mode

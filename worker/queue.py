@@ -3,12 +3,17 @@
 Streams and keys (``P`` is the prefix, ``textunes`` by default):
 
 - ``P:jobs``              jobs; consumer group ``workers``; capped with ``MAXLEN ~``
+- ``P:jobs:melody``       jobs that follow a melody clip: only workers with a melody model read it
 - ``P:jobs:dead``         jobs that failed ``max_deliveries`` times, with the reason
 - ``P:events:<platform>`` queued / started / progress / done / failed / cancelled; group ``frontends``
 - ``P:job:<id>``          the job record (JSON), kept for the audio TTL (a 🔁 reads it)
 - ``P:audio:<id>:<n>``    MP3 bytes of take ``n``, with a TTL (24 h by default); the frontend
                           deletes it once the platform confirmed the take's post
-- ``P:tokens:<id>:<n>``   the tokens of take ``n`` (``worker.tokens``), kept for the audio TTL
+- ``P:tokens:<id>:<n>``   the tokens of take ``n`` (``worker.tokens``), kept for the audio TTL:
+                          an extension continues them
+- ``P:preview:<id>:<n>``  a PNG of take ``n``'s waveform, like its audio
+- ``P:melody:<id>``       the melody clip a job follows (mono 32 kHz FLAC), kept for the audio TTL
+- ``P:brief:<id>``        the brief a finished job was made from (JSON): an extension reuses its caption
 - ``P:done:<id>``         written once, atomically with the ``done``/``failed`` event: a job
                           finished twice (a slow worker thought dead) still gets one event
 - ``P:workers:<consumer>`` a worker's heartbeat (JSON), expiring ``WORKER_SEEN_TTL_S`` after its last beat
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 
 EventType = Literal["queued", "started", "progress", "done", "failed", "cancelled"]
 WORKER_GROUP = "workers"
+MELODY_LANE = "melody"
 FRONTEND_GROUP = "frontends"
 WORKER_SEEN_TTL_S = 60
 CANCELLED_MESSAGE = "Cancelled by an operator."
@@ -62,6 +68,24 @@ class ReplyTo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TakeRef:
+    """One take of one job: what an extension continues (written ``JOB:TAKE``)."""
+
+    job_id: str
+    take: int
+
+    def __str__(self) -> str:
+        return f"{self.job_id}:{self.take}"
+
+    @classmethod
+    def parse(cls, text: str) -> "TakeRef":
+        job_id, sep, take = text.strip().rpartition(":")
+        if not sep or not job_id or not take.isdigit() or int(take) < 1:
+            raise ValueError(f"'{text}' is not JOB:TAKE (for example 3f9c2a1b7d4e:1)")
+        return cls(job_id, int(take))
+
+
 @dataclass
 class Job:
     job_id: str
@@ -71,6 +95,8 @@ class Job:
     created_at: float
     parent_job_id: str | None = None
     attempt: int = 1
+    extend: TakeRef | None = None  # continue this take (its tokens) by request.duration seconds
+    melody_key: str = ""  # the melody clip to follow; such jobs go to the melody lane
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -82,6 +108,7 @@ class Job:
         data = json.loads(payload)
         data["request"] = TuneRequest.from_dict(data["request"])
         data["reply_to"] = ReplyTo(**data["reply_to"])
+        data["extend"] = TakeRef(**data["extend"]) if data.get("extend") else None
         return cls(**data)
 
 
@@ -94,6 +121,11 @@ class Take:
     bitrate_kbps: int
     size_bytes: int
     tokens_key: str = ""  # where the take's tokens are kept ("" when they weren't)
+    format: str = "mp3"  # the audio file's format: mp3, flac or wav
+    loop: bool = False  # a seamless loop (its file name says -loop)
+    preview_key: str = ""  # where a PNG of its waveform is kept ("" when there is none)
+    note: str = ""  # something the user should know, e.g. a format changed to fit the upload limit
+    length: float = 0.0  # for an extension: the whole track's seconds (duration is the same)
 
 
 @dataclass
@@ -213,6 +245,7 @@ class JobQueue:
         visibility_timeout_s: float = 300.0,
         max_deliveries: int = 3,
         stream_maxlen: int = 10_000,
+        lane: str = "",
     ) -> None:
         self.redis = client
         self.prefix = prefix
@@ -220,7 +253,8 @@ class JobQueue:
         self.visibility_timeout_s = visibility_timeout_s
         self.max_deliveries = max_deliveries
         self.stream_maxlen = stream_maxlen
-        self.jobs_stream = f"{prefix}:jobs"
+        self.lane = lane  # "" for ordinary jobs, MELODY_LANE for a worker with a melody model
+        self.jobs_stream = self.lane_stream(lane)
         self.dead_stream = f"{prefix}:jobs:dead"
         self._finish_once = client.register_script(_FINISH_ONCE)
         self._keep_alive = client.register_script(_KEEP_ALIVE)
@@ -232,11 +266,11 @@ class JobQueue:
         return cls(redis.Redis.from_url(url, health_check_interval=30), **options)
 
     @classmethod
-    def from_settings(cls, settings: "Settings", *, url: str | None = None) -> "JobQueue":
+    def from_settings(cls, settings: "Settings", *, url: str | None = None, lane: str = "") -> "JobQueue":
         """The queue every process of one deployment shares (``url`` overrides REDIS_URL)."""
         return cls.from_url(url or settings.redis_url, prefix=settings.prefix, audio_ttl_s=settings.audio_ttl_s,
                             visibility_timeout_s=settings.visibility_timeout_s,
-                            max_deliveries=settings.max_deliveries)
+                            max_deliveries=settings.max_deliveries, lane=lane)
 
     def close(self) -> None:
         self.redis.close()
@@ -259,6 +293,12 @@ class JobQueue:
 
     def tokens_key(self, job_id: str, take: int) -> str:
         return f"{self.prefix}:tokens:{job_id}:{take}"
+
+    def lane_stream(self, lane: str) -> str:
+        return f"{self.prefix}:jobs:{lane}" if lane else f"{self.prefix}:jobs"
+
+    def _stream_for(self, job: Job) -> str:
+        return self.lane_stream(MELODY_LANE if job.melody_key else "")
 
     def _done_key(self, job_id: str) -> str:
         return f"{self.prefix}:done:{job_id}"
@@ -284,9 +324,12 @@ class JobQueue:
         *,
         parent_job_id: str | None = None,
         job_id: str | None = None,
+        extend: TakeRef | None = None,
+        melody: bytes | None = None,
     ) -> Job:
         """Record and enqueue a job; emits ``queued``. Seeds are fixed here so a retried job
-        makes the same audio."""
+        makes the same audio. ``extend`` continues a stored take; ``melody`` (a clip from
+        ``pipeline.melody.prepare_clip``) sends the job to the melody lane."""
         if request.seed is not None:
             seeds = [(request.seed + i) % 2**32 for i in range(request.takes)]
         else:
@@ -298,9 +341,14 @@ class JobQueue:
             seeds=seeds,
             created_at=time.time(),
             parent_job_id=parent_job_id,
+            extend=extend,
         )
-        self._ensure_group(self.jobs_stream, WORKER_GROUP)
+        if melody:
+            job.melody_key = f"{self.prefix}:melody:{job.job_id}"
+        self._ensure_group(self._stream_for(job), WORKER_GROUP)
         with self.redis.pipeline() as pipe:
+            if melody:
+                pipe.set(job.melody_key, melody, ex=self.audio_ttl_s)
             self._enqueue(job, pipe)
             pipe.execute()
         self.publish(Event(type="queued", job_id=job.job_id, reply_to=reply_to))
@@ -310,31 +358,38 @@ class JobQueue:
         """Queue the commands that record ``job`` and put it in line (the caller executes)."""
         payload = job.to_json()
         pipe.set(self._job_key(job.job_id), payload, ex=self.audio_ttl_s)
-        pipe.xadd(self.jobs_stream, {"job": payload}, maxlen=self.stream_maxlen, approximate=True)
+        pipe.xadd(self._stream_for(job), {"job": payload}, maxlen=self.stream_maxlen, approximate=True)
 
     def get_job(self, job_id: str) -> Job | None:
         payload = self.redis.get(self._job_key(job_id))
         return Job.from_json(payload) if payload else None
 
-    def _worker_group(self) -> dict[str, Any]:
-        """XINFO GROUPS of the jobs stream, for the ``workers`` group."""
-        self._ensure_group(self.jobs_stream, WORKER_GROUP)
-        return next(g for g in self.redis.xinfo_groups(self.jobs_stream) if _text(g["name"]) == WORKER_GROUP)
+    def _worker_group(self, stream: str | None = None) -> dict[str, Any]:
+        """XINFO GROUPS of a jobs stream (this queue's lane by default), for the ``workers`` group."""
+        stream = stream or self.jobs_stream
+        self._ensure_group(stream, WORKER_GROUP)
+        return next(g for g in self.redis.xinfo_groups(stream) if _text(g["name"]) == WORKER_GROUP)
 
-    def _waiting(self, group: dict[str, Any], count: int | None = None) -> list[Any]:
+    def _waiting(self, group: dict[str, Any], count: int | None = None, stream: str | None = None) -> list[Any]:
         """Stream entries not yet delivered to any worker, oldest first."""
         last = _text(group["last-delivered-id"])
-        return self.redis.xrange(self.jobs_stream, min=f"({last}" if last != "0-0" else "-", max="+", count=count)
+        return self.redis.xrange(stream or self.jobs_stream, min=f"({last}" if last != "0-0" else "-", max="+",
+                                 count=count)
 
     def depth(self) -> int:
-        """Jobs waiting or running: what a global queue cap compares against."""
-        group = self._worker_group()
-        return int(group.get("lag") or 0) + int(group["pending"])
+        """Jobs waiting or running in every lane: what a global queue cap compares against."""
+        total = 0
+        for lane in ("", MELODY_LANE):
+            group = self._worker_group(self.lane_stream(lane))
+            total += int(group.get("lag") or 0) + int(group["pending"])
+        return total
 
     def position(self, job_id: str) -> int:
         """1-based place in line counting jobs running now; 0 once the job is running or gone."""
-        group = self._worker_group()
-        waiting = self._waiting(group)
+        job = self.get_job(job_id)
+        stream = self._stream_for(job) if job else self.jobs_stream
+        group = self._worker_group(stream)
+        waiting = self._waiting(group, stream=stream)
         for place, (_, fields) in enumerate(waiting, start=1):
             if json.loads(fields[b"job"])["job_id"] == job_id:
                 return int(group["pending"]) + place
@@ -456,6 +511,32 @@ class JobQueue:
             self.events_stream(event.reply_to.platform), {"event": event.to_json()},
             maxlen=self.stream_maxlen * 10, approximate=True,
         ))
+
+    def has_tokens(self, ref: TakeRef) -> bool:
+        """Whether a take's tokens are still kept (an extension needs them)."""
+        return bool(self.redis.exists(self.tokens_key(ref.job_id, ref.take)))
+
+    def load_melody(self, melody_key: str) -> bytes | None:
+        return self.redis.get(melody_key)
+
+    def store_preview(self, job_id: str, take: int, png: bytes) -> str:
+        key = f"{self.prefix}:preview:{job_id}:{take}"
+        self.redis.set(key, png, ex=self.audio_ttl_s)
+        return key
+
+    def load_preview(self, preview_key: str) -> bytes | None:
+        return self.redis.get(preview_key)
+
+    def store_brief(self, job_id: str, brief: dict[str, Any]) -> None:
+        self.redis.set(f"{self.prefix}:brief:{job_id}", json.dumps(brief, ensure_ascii=False), ex=self.audio_ttl_s)
+
+    def load_brief(self, job_id: str) -> dict[str, Any] | None:
+        payload = self.redis.get(f"{self.prefix}:brief:{job_id}")
+        return json.loads(payload) if payload else None
+
+    def melody_workers(self) -> list["WorkerSeen"]:
+        """Workers seen recently that follow melodies (they beat with ``lanes`` naming it)."""
+        return [w for w in self.workers() if MELODY_LANE in w.info.get("lanes", [])]
 
     def store_tokens(self, job_id: str, take: int, data: bytes) -> str:
         key = self.tokens_key(job_id, take)
