@@ -74,3 +74,11 @@ def real_worker(redis_url: str, tiny_model, tiny_engine):
     stop.set()
     thread.join(timeout=60)
     queue.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_melody_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random MusicGen-melody, saved with save_pretrained."""
+    from worker.random_model import build_random_melody
+
+    return build_random_melody(tmp_path_factory.mktemp("tiny-melody"))

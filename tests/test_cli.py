@@ -19,9 +19,12 @@ def seconds(path: Path) -> float:
     return len(audio) / rate
 
 
-def test_take_paths_number_files_only_for_several_takes() -> None:
-    assert take_paths("out/song.mp3", 1) == [Path("out/song.mp3")]
-    assert take_paths("song.mp3", 3) == [Path("song-1.mp3"), Path("song-2.mp3"), Path("song-3.mp3")]
+def test_take_paths_number_files_only_for_several_takes_and_follow_each_format() -> None:
+    assert take_paths("out/song.mp3", ["mp3"]) == [Path("out/song.mp3")]
+    assert take_paths("song.mp3", ["mp3"] * 3) == [Path("song-1.mp3"), Path("song-2.mp3"), Path("song-3.mp3")]
+    assert take_paths("song.wav", ["wav", "flac"]) == [Path("song-1.wav"), Path("song-2.flac")]  # one fell back
+    assert take_paths("bed", ["flac"], loop=True) == [Path("bed-loop.flac")]
+    assert take_paths(None, ["mp3"]) == [Path("textunes.mp3")]
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from transformers import MusicgenForConditionalGeneration
 
 from worker import sampling
 from worker.decoder import SlotDecoder
@@ -58,13 +59,15 @@ class EngineOptions:
 
 @dataclass(frozen=True)
 class TakeRequest:
-    """One take to make. ``key`` is the caller's; ``prompt`` is (codebooks, frames) to continue."""
+    """One take to make. ``key`` is the caller's; ``prompt`` is (codebooks, frames) to continue;
+    ``melody`` a clip to follow (melody models only)."""
 
     key: Hashable
     caption: str
     seed: int
     frames: int
     prompt: torch.Tensor | None = None
+    melody: np.ndarray | None = None
 
 
 @dataclass
@@ -103,8 +106,8 @@ class EngineStats:
 
 class DecodeEngine:
     def __init__(self, musicgen: MusicGen, options: EngineOptions = EngineOptions()) -> None:
-        if musicgen.audio_channels != 1:
-            raise ValueError("the decode engine supports mono MusicGen checkpoints; use --engine hf for stereo ones")
+        if musicgen.audio_channels != 1 or not isinstance(musicgen.model, MusicgenForConditionalGeneration):
+            raise ValueError("the decode engine runs mono MusicGen checkpoints; use --engine hf for stereo or melody ones")
         self.musicgen = musicgen
         self.options = options
         self.books = musicgen.num_codebooks
@@ -170,6 +173,8 @@ class DecodeEngine:
             raise ValueError(f"a take must be 1..{self.max_frames} frames, got {take.frames}")
         if prompt >= take.frames:
             raise ValueError("a take must be longer than its prompt")
+        if take.melody is not None:
+            raise ValueError("the decode engine doesn't follow melodies; melody jobs go to a melody worker")
         self._waiting.append(_Waiting(take))
 
     def discard(self, keys: Iterable[Hashable]) -> None:
@@ -444,7 +449,7 @@ class ReferenceEngine:
                 self._progress[take.key] = fraction
             self.on_step()
 
-        rows = [Row(t.caption, t.seed, t.frames / self.musicgen.frame_rate) for t in batch]
+        rows = [Row(t.caption, t.seed, t.frames / self.musicgen.frame_rate, t.melody) for t in batch]
         try:
             audio = self.musicgen.generate_reference(
                 rows, guidance_scale=self.options.guidance_scale, top_k=self.options.top_k,

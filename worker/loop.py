@@ -23,20 +23,25 @@ import queue as queues
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from pipeline.analysis import AnalysisError
-from pipeline.audio import EncodedAudio, Mastering, encode_mp3, master
+from pipeline.audio import Mastering, master
+from pipeline.audio_files import AudioFile, encode_audio
 from pipeline.brief import brief_from_tags
+from pipeline.loop import level, make_loop, source_seconds
+from pipeline.melody import read_clip
 from pipeline.models import Brief, TuneRequest
+from pipeline.preview import waveform_png
 from worker import metrics
 from worker.engine import DecodeEngine, FinishedTake, ReferenceEngine, TakeRequest
 from worker.musicgen import MusicGen
 from worker.queue import Delivery, Event, Job, JobQueue, Take
-from worker.tokens import codes_to_bytes
+from worker.tokens import BadTokens, codes_from_bytes, codes_to_bytes
 
 log = logging.getLogger("textunes.worker")
 
@@ -45,6 +50,18 @@ PROGRESS_STEP = 0.1  # publish progress at least every 10 % of a job's decoding
 
 class Analyser(Protocol):
     def analyse(self, request: TuneRequest) -> Brief: ...
+
+
+class SharedAnalyser:
+    """An analyser several workers' intake threads may call at once: one text at a time."""
+
+    def __init__(self, analyser: Analyser) -> None:
+        self._analyser = analyser
+        self._lock = threading.Lock()
+
+    def analyse(self, request: TuneRequest) -> Brief:
+        with self._lock:
+            return self._analyser.analyse(request)
 
 
 class UserError(ValueError):
@@ -74,6 +91,7 @@ class WorkerStats:
 class _Job:
     delivery: Delivery
     brief: Brief
+    takes: list[TakeRequest] = field(default_factory=list)
     stored: dict[int, Take] = field(default_factory=dict)
     failed: bool = False
     started_at: float = field(default_factory=time.time)  # briefed and handed to the engine
@@ -87,12 +105,32 @@ class _Job:
         return [(self.job_id, index) for index in range(1, len(self.delivery.job.seeds) + 1)]
 
 
-def render_take(musicgen: MusicGen, finished: FinishedTake, mastering: Mastering = Mastering(), *,
-                max_bytes: int) -> EncodedAudio:
-    """A finished take as a mastered MP3 that fits ``max_bytes``."""
+def generation_seconds(request: TuneRequest, bpm: int) -> float:
+    """How much music to make for ``request``: its length, or for a loop enough to cut one from."""
+    return source_seconds(request.duration, bpm) if request.loop else request.duration
+
+
+@dataclass(frozen=True)
+class Rendered:
+    file: AudioFile
+    preview: bytes  # PNG of the waveform (and the seam, for a loop)
+
+
+def render_take(musicgen: MusicGen, finished: FinishedTake, request: TuneRequest, bpm: int,
+                mastering: Mastering = Mastering(), *, max_bytes: int) -> Rendered:
+    """A finished take as the file the user asked for (mastered; cut to a seamless loop when
+    asked), fitting ``max_bytes``, and its preview."""
     audio = finished.audio if finished.codes is None else musicgen.decode_audio(finished.codes)
+    audio = np.asarray(audio, dtype=np.float32)
     rate = musicgen.sample_rate
-    return encode_mp3(master(np.asarray(audio, dtype=np.float32), rate, mastering), rate, max_bytes=max_bytes)
+    if request.loop:
+        whole = master(audio, rate, replace(mastering, fade_in_s=0.0, fade_out_s=0.0))
+        samples = level(make_loop(whole, rate, bpm, request.duration).samples, rate,
+                        mastering.target_lufs, mastering.ceiling_dbfs)
+    else:
+        samples = master(audio, rate, mastering)
+    file = encode_audio(samples, rate, request.audio_format, max_bytes=max_bytes, loop=request.loop)
+    return Rendered(file, waveform_png(samples, rate, loop=request.loop))
 
 
 class Worker:
@@ -168,12 +206,10 @@ class Worker:
             self._start(job)
 
     def _start(self, job: _Job) -> None:
-        request = job.delivery.job.request
         metrics.observe_queue_wait(job.delivery.job.reply_to.platform, time.time() - job.delivery.job.created_at)
-        frames = self.musicgen.frames_for(request.duration)
         try:
-            for (job_id, index), seed in zip(job.keys(), job.delivery.job.seeds):
-                self.engine.add(TakeRequest((job_id, index), job.brief.caption, seed, frames))
+            for take in job.takes:
+                self.engine.add(take)
         except ValueError as error:
             self.engine.discard(job.keys())
             self._abandon(job)
@@ -256,15 +292,16 @@ class Worker:
     def _brief_and_hand_over(self, delivery: Delivery) -> None:
         job_id = delivery.job.job_id
         try:
-            brief = self._brief(delivery.job.request)
+            brief = self._brief(delivery.job)
+            takes = self._takes(delivery.job, brief)
         except UserError as error:
             self._fail_now(delivery, str(error))
             return
         except Exception as error:
-            log.exception("job %s: analysis failed", job_id)
+            log.exception("job %s: preparing it failed", job_id)
             self._retry(delivery, f"analysis failed: {type(error).__name__}")
             return
-        job = _Job(delivery, brief)
+        job = _Job(delivery, brief, takes)
         with self._lock:
             self._jobs[job_id] = job
         self.queue.publish(Event(
@@ -298,13 +335,43 @@ class Worker:
                 self._abandon(job)
                 self._to_discard.put(job)
 
-    def _brief(self, request: TuneRequest) -> Brief:
+    def _brief(self, job: Job) -> Brief:
+        """The job's musical brief; an extension keeps the brief its take was made from."""
+        if job.extend is not None:
+            stored = self.queue.load_brief(job.extend.job_id)
+            if stored is not None:
+                return Brief.from_dict(stored)
+        request = job.request
         if request.mode != "text":
             return brief_from_tags(request)
         try:
             return self.analyser.analyse(request)
         except AnalysisError as error:
             raise UserError(str(error)) from error
+
+    def _takes(self, job: Job, brief: Brief) -> list[TakeRequest]:
+        """What the engine makes for ``job``: one take per seed, continuing a stored take for an
+        extension, with room to cut a loop from, following the job's melody clip if it has one."""
+        request = job.request
+        frames = self.musicgen.frames_for(generation_seconds(request, brief.bpm))
+        prompt = melody = None
+        if job.extend is not None:
+            data = self.queue.load_tokens(self.queue.tokens_key(job.extend.job_id, job.extend.take))
+            if data is None:
+                raise UserError("That take is too old to extend: its music is kept for "
+                                f"{self.queue.audio_ttl_s // 3600} h. Make a new one and extend that.")
+            try:
+                prompt = torch.from_numpy(codes_from_bytes(data))
+            except BadTokens as error:
+                raise UserError("That take can't be extended (its stored tokens are damaged).") from error
+            frames += prompt.shape[-1]
+        if job.melody_key:
+            clip = self.queue.load_melody(job.melody_key)
+            if clip is None:
+                raise UserError("The melody clip of this request expired before it could be used. Send it again.")
+            melody = read_clip(clip)[0]
+        return [TakeRequest((job.job_id, index), brief.caption, seed, frames, prompt, melody)
+                for index, seed in enumerate(job.seeds, start=1)]
 
     # ---- the output thread ---------------------------------------------------------------
     def _output(self) -> None:
@@ -328,17 +395,25 @@ class Worker:
 
     def _store(self, job: _Job, index: int, finished: FinishedTake) -> None:
         started = time.perf_counter()
-        encoded = render_take(self.musicgen, finished, self.options.mastering, max_bytes=self.options.max_upload_bytes)
+        request = job.delivery.job.request
+        rendered = render_take(self.musicgen, finished, request, job.brief.bpm, self.options.mastering,
+                               max_bytes=self.options.max_upload_bytes)
+        file = rendered.file
         job_id, seed = job.job_id, job.delivery.job.seeds[index - 1]
-        key = self.queue.store_audio(job_id, index, encoded.data)
+        key = self.queue.store_audio(job_id, index, file.data)
         tokens_key = self.queue.store_tokens(job_id, index, codes_to_bytes(finished.codes)) if finished.codes is not None else ""
-        job.stored[index] = Take(index=index, seed=seed, duration=round(encoded.duration_s, 3), audio_key=key,
-                                 bitrate_kbps=encoded.bitrate_kbps, size_bytes=len(encoded.data), tokens_key=tokens_key)
+        seconds = round(file.duration_s, 3)
+        job.stored[index] = Take(
+            index=index, seed=seed, duration=seconds, audio_key=key, bitrate_kbps=file.bitrate_kbps,
+            size_bytes=len(file.data), tokens_key=tokens_key, format=file.format, loop=request.loop,
+            preview_key=self.queue.store_preview(job_id, index, rendered.preview), note=file.note,
+            length=seconds if job.delivery.job.extend is not None else 0.0)
         self.stats.output_seconds += time.perf_counter() - started
 
     def _complete(self, job: _Job) -> None:
         delivery, brief = job.delivery, job.brief
         takes = [job.stored[i] for i in sorted(job.stored)]
+        self.queue.store_brief(job.job_id, brief.to_dict())
         first = self.queue.complete(delivery, *(
             Event(type="done", job_id=job.job_id, reply_to=delivery.job.reply_to, caption=brief.caption, take=take,
                   take_count=len(takes), brief=brief.to_dict() if delivery.job.request.mode == "text" else None)

@@ -35,11 +35,12 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class Row:
-    """One take for the reference path: caption, seed and length."""
+    """One take for the reference path: caption, seed, length and (melody models) a clip."""
 
     caption: str
     seed: int
     duration_s: float
+    melody: np.ndarray | None = None  # mono float samples at the model's rate
 
 
 def pick_device(requested: str = "auto") -> str:
@@ -62,6 +63,9 @@ def pick_dtype(device: str) -> torch.dtype:
 
 class MusicGen:
     """A loaded MusicGen checkpoint."""
+
+    network_class: type = MusicgenForConditionalGeneration
+    setting = "TEXTUNES_MODEL"
 
     def __init__(self, model: MusicgenForConditionalGeneration, processor, device: str, name: str,  # type: ignore[no-untyped-def]
                  max_text_tokens: int = 256) -> None:
@@ -91,17 +95,17 @@ class MusicGen:
         dtype = pick_dtype(device)
         started = time.perf_counter()
         try:
-            processor, network = _from_pretrained(model, dtype, local_files_only=True)
+            processor, network = cls._from_pretrained(model, dtype, local_files_only=True)
         except (OSError, ValueError) as cached_error:
             if Path(model).exists() or _hub_offline():
-                raise _load_error(model, cached_error) from cached_error
+                raise cls._load_error(model, cached_error) from cached_error
             unreachable = _hub_unreachable(model)
             if unreachable:
-                raise _load_error(model, OSError(f"not in the local cache, and the hub {unreachable}")) from cached_error
+                raise cls._load_error(model, OSError(f"not in the local cache, and the hub {unreachable}")) from cached_error
             try:
-                processor, network = _from_pretrained(model, dtype, local_files_only=False)
+                processor, network = cls._from_pretrained(model, dtype, local_files_only=False)
             except (OSError, ValueError) as error:
-                raise _load_error(model, error) from error
+                raise cls._load_error(model, error) from error
         network.to(device).eval()
         log.info("loaded %s on %s (%s) in %.1f s", model, device, str(dtype).removeprefix("torch."),
                  time.perf_counter() - started)
@@ -189,11 +193,33 @@ class MusicGen:
         torch.manual_seed(rows[0].seed)
         report = _StepReport(steps, progress or (lambda fraction: None))
         waves = self.model.generate(
-            **inputs, do_sample=not greedy, guidance_scale=guidance_scale, max_new_tokens=steps,
-            top_k=top_k, temperature=temperature, stopping_criteria=StoppingCriteriaList([report]),
+            **inputs, **self._conditioning(rows), do_sample=not greedy, guidance_scale=guidance_scale,
+            max_new_tokens=steps, top_k=top_k, temperature=temperature, stopping_criteria=StoppingCriteriaList([report]),
         )
         audio = waves[:, 0, :].float().cpu().numpy()
         return [audio[i, : int(round(r.duration_s * self.sample_rate))].copy() for i, r in enumerate(rows)]
+
+
+    def _conditioning(self, rows: list[Row]) -> dict[str, torch.Tensor]:
+        """What ``generate`` needs beside the text (a melody model's chroma)."""
+        if any(row.melody is not None for row in rows):
+            raise ValueError(f"{self.name} is not a melody model")
+        return {}
+
+    @classmethod
+    def _from_pretrained(cls, model: str, dtype: torch.dtype, *, local_files_only: bool):  # type: ignore[no-untyped-def]
+        processor = AutoProcessor.from_pretrained(model, local_files_only=local_files_only)
+        network = cls.network_class.from_pretrained(model, dtype=dtype, local_files_only=local_files_only)
+        return processor, network
+
+    @classmethod
+    def _load_error(cls, model: str, error: BaseException) -> ModelLoadError:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return ModelLoadError(
+            f"Could not load the MusicGen model '{model}' ({first_line[:200]}). Set {cls.setting} (or --model) "
+            "to a local directory holding a saved model, or to a hub id on a machine "
+            "that can reach the Hugging Face hub."
+        )
 
 
 class _StepReport(StoppingCriteria):
@@ -206,12 +232,6 @@ class _StepReport(StoppingCriteria):
         self.done += 1
         self.report(min(1.0, self.done / self.steps))
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-
-
-def _from_pretrained(model: str, dtype: torch.dtype, *, local_files_only: bool):  # type: ignore[no-untyped-def]
-    processor = AutoProcessor.from_pretrained(model, local_files_only=local_files_only)
-    network = MusicgenForConditionalGeneration.from_pretrained(model, dtype=dtype, local_files_only=local_files_only)
-    return processor, network
 
 
 def _hub_offline() -> bool:
@@ -231,11 +251,3 @@ def _hub_unreachable(model: str) -> str:
         reason = getattr(error, "reason", error)
         return f"at {endpoint} did not answer within {HUB_PROBE_TIMEOUT_S:g} s ({reason})"
 
-
-def _load_error(model: str, error: BaseException) -> ModelLoadError:
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return ModelLoadError(
-        f"Could not load the MusicGen model '{model}' ({first_line[:200]}). Set TEXTUNES_MODEL "
-        "(or --model) to a local directory holding a saved model, or to a hub id on a machine "
-        "that can reach the Hugging Face hub."
-    )

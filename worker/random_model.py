@@ -30,6 +30,30 @@ def build_random_musicgen(out_dir: str | Path, size: Size = "tiny", seed: int = 
     return out
 
 
+def build_random_melody(out_dir: str | Path, seed: int = 0) -> Path:
+    """Save a tiny random MusicGen-melody (model, tokenizer, generation config) to ``out_dir``."""
+    import torch
+    from transformers import GenerationConfig, MusicgenMelodyConfig, MusicgenMelodyDecoderConfig, MusicgenMelodyForConditionalGeneration
+
+    base, processor = random_musicgen("tiny", seed)
+    torch.manual_seed(seed)
+    decoder = MusicgenMelodyDecoderConfig(**{k: getattr(base.config.decoder, k) for k in (
+        "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "ffn_dim", "num_codebooks",
+        "pad_token_id", "bos_token_id")})
+    config = MusicgenMelodyConfig(text_encoder=base.config.text_encoder.to_dict(),
+                                  audio_encoder=base.config.audio_encoder.to_dict(), decoder=decoder.to_dict())
+    model = MusicgenMelodyForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_()
+    model.generation_config = GenerationConfig.from_dict(base.generation_config.to_dict())
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.tokenizer.save_pretrained(out)
+    return out
+
+
 def random_musicgen(size: Size = "tiny", seed: int = 0):  # type: ignore[no-untyped-def]
     """A random MusicGen (T5 text encoder + EnCodec 32 kHz + decoder) and its processor.
 

@@ -20,6 +20,7 @@ class Settings:
     prefix: str = setting("TEXTUNES_PREFIX", "textunes")
     model: str = setting("TEXTUNES_MODEL", "facebook/musicgen-small")
     device: str = setting("TEXTUNES_DEVICE", "auto")
+    melody_model: str = setting("TEXTUNES_MELODY_MODEL", "")
     engine: str = setting("TEXTUNES_ENGINE", "continuous", choices=("continuous", "hf"))
     max_batch: int = setting("TEXTUNES_MAX_BATCH", 0, minimum=0)  # 0: 8 on CPU, 16 on CUDA
     cuda_graphs: bool = setting("TEXTUNES_CUDA_GRAPHS", True)

@@ -35,3 +35,13 @@ def codes_from_bytes(data: bytes) -> np.ndarray:
     if books == 0 or len(body) % (2 * books):
         raise BadTokens("truncated tokens")
     return np.frombuffer(body, dtype="<i2").reshape(books, -1).astype(np.int64)
+
+
+FRAME_RATE = 50  # MusicGen's 32 kHz EnCodec: 50 frames per second
+
+
+def frames_in(data: bytes) -> int:
+    """How many frames the tokens in ``data`` hold, without decoding them."""
+    if not data.startswith(MAGIC) or len(data) < 5 or data[4] == 0:
+        raise BadTokens("not TexTuneS tokens")
+    return (len(data) - 5) // (2 * data[4])
