@@ -111,9 +111,9 @@ class SlotDecoder:
         # Where each row's new key goes in a (rows * heads * positions, head_dim) view of the cache.
         row_heads = torch.arange(rows * self.num_heads, device=self.device).view(rows, self.num_heads)
         cache_index = (row_heads * self.max_positions + row_positions.view(rows, 1)).view(-1)
-        visible = torch.arange(length, device=self.device).view(1, length) <= row_positions.view(rows, 1)
-        visible = visible.view(rows, 1, 1, length)
-        text_visible = self.cross_mask[:rows, :text_length].view(rows, 1, 1, text_length)
+        # Additive masks, made once per step rather than converted from booleans in every layer.
+        visible = self._additive(torch.arange(length, device=self.device).view(1, length) <= row_positions.view(rows, 1))
+        text_visible = self._additive(self.cross_mask[:rows, :text_length])
         for index, layer in enumerate(self.layers):
             x = layer.self_attn_layer_norm(hidden)
             attention = layer.self_attn
@@ -141,6 +141,12 @@ class SlotDecoder:
         for book in range(1, self.books):
             total = total + self.embeddings[book][tokens[..., book]]
         return total
+
+    def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
+        """A (rows, positions) boolean mask as (rows, 1, 1, positions) zeros and -inf."""
+        rows, positions = allowed.shape
+        mask = torch.zeros((rows, 1, 1, positions), device=self.device, dtype=self.dtype)
+        return mask.masked_fill_(~allowed.view(rows, 1, 1, positions), float("-inf"))
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., width)`` -> ``(..., heads, head_dim)``."""
