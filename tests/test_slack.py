@@ -663,6 +663,6 @@ def test_manifest_subscribes_to_what_the_app_handles_with_the_scopes_it_uses() -
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/tune"]
     assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == {"app_mention", "reaction_added"}
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
-        "commands", "chat:write", "files:write", "app_mentions:read", "reactions:read",
+        "commands", "chat:write", "files:write", "files:read", "app_mentions:read", "reactions:read",
         "channels:history", "groups:history", "im:history", "mpim:history"}
     assert manifest["settings"]["socket_mode_enabled"] is True
