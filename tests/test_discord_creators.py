@@ -10,8 +10,6 @@ import json
 import os
 import re
 import signal
-import urllib.error
-import urllib.request
 from typing import Any
 
 import numpy as np
@@ -20,6 +18,7 @@ import soundfile as sf
 
 from bot import replies
 from bot.discord_bot import _serve
+from tests.endpoints import check_bot_served, get
 from tests.fake_worker import TOKENS_EXPIRED, FakeWorker, tiny_png
 from tests.fakes.discord import FakeFile, Posted
 from tests.test_discord import NO_PERSISTENCE, Harness, decodes, harness  # noqa: F401 (the fixture)
@@ -285,20 +284,6 @@ async def test_a_melody_that_cannot_be_used_is_refused_privately_and_queues_noth
 
 
 # ---- metrics and health --------------------------------------------------------------------------
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                 if line.startswith(f"{name}{{{wanted}}} " if labels else f"{name} ")), 0.0)
-
-
 async def test_the_bot_serves_metrics_health_and_readiness(harness: Harness) -> None:
     fake = harness.fake
     harness.expected_logs.append(NO_PERSISTENCE)
@@ -321,15 +306,4 @@ async def test_the_bot_serves_metrics_health_and_readiness(harness: Harness) -> 
         os.kill(os.getpid(), signal.SIGTERM)
         assert await asyncio.wait_for(serving, 15) == 0
 
-    def grew(name: str, **labels: str) -> float:
-        return sample(after, name, **labels) - sample(before, name, **labels)
-
-    assert health[0] == 200 and json.loads(health[1])["status"] == "ok"  # the event pump's loop beats
-    assert ready[0] == 200 and json.loads(ready[1])["checks"] == {"redis reachable": True, "discord connected": True}
-    assert grew("textunes_requests_total", platform="discord", kind="tags", outcome="queued") == 1
-    assert grew("textunes_requests_total", platform="discord", kind="tags", outcome="invalid") == 1
-    assert grew("textunes_requests_total", platform="discord", kind="tags", outcome="done") == 1
-    assert grew("textunes_uploads_total", platform="discord") == 1
-    assert grew("textunes_time_to_result_seconds_count", platform="discord") == 1
-    assert grew("textunes_event_lag_seconds_count", platform="discord") >= 3  # queued, started, progress, done
-    assert "textunes_queue_depth " in after
+    check_bot_served("discord", before, after, health, ready)

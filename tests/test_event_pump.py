@@ -323,3 +323,36 @@ def _request():  # type: ignore[no-untyped-def]
     from pipeline.models import TuneRequest
 
     return TuneRequest(prompt="calm piano"), REPLY_TO
+
+
+# ---- what the pump counts (the bots' /metrics) ------------------------------------------------
+def counted(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_pump_counts_uploads_failures_and_how_each_request_ended(queue: JobQueue) -> None:
+    from pipeline.models import TuneRequest
+
+    uploads, failures = (counted("textunes_uploads_total", platform="chat"),
+                         counted("textunes_upload_failures_total", platform="chat"))
+    outcome = {name: counted("textunes_requests_total", platform="chat", kind=kind, outcome=name)
+               for name, kind in (("done", "tags"), ("cancelled", "regenerate"), ("failed", "tags"))}
+    results = counted("textunes_time_to_result_seconds_count", platform="chat")
+    chat = Chat(fail_posts=1)
+    pump = EventPump(queue, "chat", "c1", chat, progress_interval_s=0)
+    done = queue.submit(TuneRequest(prompt="calm piano"), REPLY_TO)
+    [event] = done_events(queue, done.job_id, 1)
+    await pump.handle(event)  # the upload fails…
+    await pump.handle(event)  # …and is posted on the retry
+    cancelled = queue.submit(TuneRequest(prompt="calm piano"), REPLY_TO, parent_job_id=done.job_id)
+    await pump.handle(Event(type="cancelled", job_id=cancelled.job_id, reply_to=REPLY_TO, error="Cancelled."))
+    failed = queue.submit(TuneRequest(prompt="calm piano"), REPLY_TO)
+    await pump.handle(Event(type="failed", job_id=failed.job_id, reply_to=REPLY_TO, error="It broke."))
+    await pump.handle(Event(type="failed", job_id=failed.job_id, reply_to=REPLY_TO, error="It broke."))  # again
+    assert counted("textunes_uploads_total", platform="chat") - uploads == 1
+    assert counted("textunes_upload_failures_total", platform="chat") - failures == 1
+    for name, kind in (("done", "tags"), ("cancelled", "regenerate"), ("failed", "tags")):
+        assert counted("textunes_requests_total", platform="chat", kind=kind, outcome=name) - outcome[name] == 1
+    assert counted("textunes_time_to_result_seconds_count", platform="chat") - results == 1  # the posted one

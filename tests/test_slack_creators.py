@@ -18,7 +18,8 @@ from bot import replies
 from bot.slack_output import mrkdwn
 from tests.fake_worker import FakeWorker, tiny_png
 from tests.fakes.slack import Message, blocks_problem
-from tests.test_discord_creators import get, sample, wav_clip
+from tests.endpoints import check_bot_served, get
+from tests.test_discord_creators import wav_clip
 from tests.test_slack import ALICE, BOB, STORY, Harness, decodes, harness  # noqa: F401 (the fixture)
 from worker.local_redis import free_port
 from worker.queue import JobQueue
@@ -140,11 +141,14 @@ async def test_a_click_on_an_expired_job_or_at_the_maximum_is_answered_privately
         await fake.wait_for(harness.events_settled, what="events acknowledged")
     await fake.click(buttons, "➕ Extend")
     at_most = (await fake.wait_for(lambda: fake.ephemerals, what="the private answer"))[0]
+    await fake.react(fake.channel_id, parent.ts, reaction="heavy_plus_sign")  # ➕ on the status: which take?
+    not_a_take = (await fake.wait_for(lambda: fake.ephemerals[1:], what="the second answer"))[0]
     job = app.service.links.job_for_message("slack", f"file:{take.files[0]['id']}")
     assert job is not None
     app.queue.redis.delete(f"textunes:job:{job.job_id}")
     await fake.click(buttons, "🔁 New take")
-    expired = (await fake.wait_for(lambda: fake.ephemerals[1:], what="the second answer"))[0]
+    expired = (await fake.wait_for(lambda: fake.ephemerals[2:], what="the third answer"))[0]
+    assert not_a_take["text"] == mrkdwn(replies.needs_a_take("➕", "Extend"))
     assert at_most["user"] == ALICE and at_most["thread_ts"] == parent.ts
     assert "Take 1 is already 0:30 long" in at_most["text"] and "at most 0:30 (30 s)" in at_most["text"]
     assert expired["text"] == mrkdwn(replies.request_expired()) and expired["thread_ts"] == parent.ts
@@ -238,17 +242,7 @@ async def test_the_app_serves_metrics_health_and_readiness(harness: Harness) -> 
     ready = await asyncio.to_thread(get, port, "/readyz")
     _, after = await asyncio.to_thread(get, port, "/metrics")
 
-    def grew(name: str, **labels: str) -> float:
-        return sample(after, name, **labels) - sample(before, name, **labels)
-
-    assert health[0] == 200 and json.loads(health[1])["status"] == "ok"
-    assert ready[0] == 200 and json.loads(ready[1])["checks"] == {"redis reachable": True, "slack connected": True}
-    assert grew("textunes_requests_total", platform="slack", kind="tags", outcome="queued") == 1
-    assert grew("textunes_requests_total", platform="slack", kind="tags", outcome="invalid") == 1
-    assert grew("textunes_requests_total", platform="slack", kind="tags", outcome="done") == 1
-    assert grew("textunes_uploads_total", platform="slack") == 1
-    assert grew("textunes_time_to_result_seconds_count", platform="slack") == 1
-    assert grew("textunes_event_lag_seconds_count", platform="slack") >= 3
+    check_bot_served("slack", before, after, health, ready)
 
 
 def test_the_bots_log_the_redis_warnings_once_at_start(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
