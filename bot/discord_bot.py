@@ -287,12 +287,12 @@ class TexTunesBot(discord.Client):
             return
         action, shown = clicked
         user_id = str(interaction.user.id)
+        await interaction.response.defer()  # answered at once (no message): what follows may take a moment
         if not await self.service.first_click(PLATFORM, user_id, action, shown):
-            await interaction.response.defer()  # a double click: the first one is being handled
-            return
+            return  # a double click: the first one is being handled
 
         async def refuse(text: str) -> None:
-            await interaction.response.send_message(fit(text), ephemeral=True)
+            await interaction.followup.send(fit(text), ephemeral=True)
 
         await self._follow_up(action, shown, user_id, str(interaction.channel_id), refuse, interaction=interaction)
 
@@ -307,8 +307,6 @@ class TexTunesBot(discord.Client):
             self.service.refused(PLATFORM, action.kind, user_id, f"{action.emoji} on job {shown.job_id}", error)
             await refuse(str(error))
             return
-        if interaction is not None:
-            await interaction.response.defer()  # the click is answered; the status says the rest
         old = plan.job.reply_to
         where = old.thread_id or old.channel_id or channel_id
         line = replies.follow_up_line(action.name, preview_caption(plan.request), source=plan.source,

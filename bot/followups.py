@@ -75,7 +75,8 @@ class FollowUp:
     request: TuneRequest
     extend: TakeRef | None = None
     melody: bytes | None = None
-    source: int = 0  # the thread number of the take it continues or loops ("extended from take 2")
+    source: int = 0  # the thread number of the take it extends or loops (its status line says so)
+    extends: int = 0  # the thread number of the take whose tokens it continues (its take line says so)
 
     @property
     def seconds(self) -> float:

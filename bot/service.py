@@ -174,9 +174,10 @@ class TuneService:
         return plan
 
     async def _plan(self, action: Action, job: Job, shown: Shown) -> FollowUp:
+        # a new take or a loop of an extension continues the same take again
+        extends = int(job.reply_to.extra.get(EXTENDS) or 0) if job.extend else 0
         if action is not EXTEND and action is not LOOP:  # a new take: the request again, a new seed
-            return FollowUp(action, job, replace(job.request, seed=None, takes=1), extend=job.extend,
-                            source=int(job.reply_to.extra.get(EXTENDS) or 0))
+            return FollowUp(action, job, replace(job.request, seed=None, takes=1), extend=job.extend, extends=extends)
         if shown.take < 1:
             raise Refused(replies.needs_a_take(action.emoji, action.label), "invalid")
         number = take_number(job.reply_to, shown.take)
@@ -185,7 +186,7 @@ class TuneService:
                 raise Refused(replies.already_a_loop(number), "invalid")
             seed = job.seeds[shown.take - 1] if shown.take <= len(job.seeds) else None
             return FollowUp(action, job, replace(job.request, loop=True, takes=1, seed=seed), extend=job.extend,
-                            source=number)
+                            source=number, extends=extends)
         more = extension_seconds(shown.length, self.settings.limits)
         if more is None:
             raise Refused(replies.at_maximum(number, shown.length, self.settings.limits), "invalid")
@@ -193,12 +194,12 @@ class TuneService:
         if not await asyncio.to_thread(self.queue.has_tokens, ref):
             raise Refused(replies.tokens_expired(number))
         return FollowUp(action, job, replace(job.request, duration=more, takes=1, seed=None), extend=ref,
-                        source=number)
+                        source=number, extends=number)
 
     async def submit_follow_up(self, platform: str, user_id: str, plan: FollowUp, reply_to: ReplyTo) -> Submission:
         """Queue what ``follow_up`` planned; its takes go where ``reply_to`` says."""
-        if plan.extend is not None and plan.source:
-            reply_to = replace(reply_to, extra={**reply_to.extra, EXTENDS: plan.source})
+        if plan.extends:
+            reply_to = replace(reply_to, extra={**reply_to.extra, EXTENDS: plan.extends})
         return await self.submit(platform, user_id, plan.request, reply_to, parent_job_id=plan.job.job_id,
                                  extend=plan.extend, melody=plan.melody)
 

@@ -26,9 +26,6 @@ from worker.local_redis import free_port
 from worker.queue import JobQueue
 from worker.settings import Settings
 
-EPHEMERAL = 64
-
-
 def wav_clip(seconds: float = 3.0, rate: int = 44_100) -> bytes:
     t = np.arange(int(seconds * rate)) / rate
     out = io.BytesIO()
@@ -50,10 +47,12 @@ def takes_in(harness: Harness, thread_id: str) -> list[Posted]:
     return sorted(harness.fake.with_files(thread_id), key=lambda m: int(m.id))
 
 
-def ephemeral_answer(harness: Harness, interaction: Any) -> str:
+async def ephemeral_answer(harness: Harness, interaction: Any) -> str:
     """What the bot answered a click with, shown only to the user who clicked."""
-    assert interaction.callback_type == 4 and int(interaction.callback_data.get("flags") or 0) & EPHEMERAL
-    return str(interaction.callback_data["content"])
+    answers = await harness.fake.wait_for(lambda: [m for m in harness.fake.messages.values()
+                                                   if m.interaction_id == interaction.id], what="the answer")
+    assert interaction.callback_type == 6 and len(answers) == 1 and answers[0].ephemeral
+    return answers[0].content
 
 
 # ---- loop, format, picture, note ---------------------------------------------------------------
@@ -137,9 +136,13 @@ async def test_extend_button_continues_the_take_by_30_seconds_as_a_new_take(harn
         await fake.wait_for(lambda: bot.service.links.shown("discord", extended.id), what="the take linked")
         await fake.react(extended.id, "➕")
         third = (await fake.wait_for(lambda: takes_in(harness, thread_id)[2:], what="an even longer take"))[0]
+        await fake.click(extended.id, "Loop")  # a loop of the longer take: take 1 continued again, same seed
+        loop = (await fake.wait_for(lambda: takes_in(harness, thread_id)[3:], what="the loop"))[0]
     assert re.match(r"Take 2 · extended from take 1 · seed \d+ · 0:40$", extended.content)
     assert extended.audio()[0].endswith("-2.mp3")
     assert re.match(r"Take 3 · extended from take 2 · seed \d+ · 1:10$", third.content)
+    seed = re.search(r"seed (\d+)", extended.content).group(1)  # type: ignore[union-attr]
+    assert re.match(rf"Take 4 · extended from take 1 · loop · seed {seed} · ", loop.content)
     assert status.posted_as.startswith(f"<@{fake.user_id}> ➕ Extending take 1 by 30 s: 🎼 jazz")
     assert status.content.startswith("✅")
     original = bot.service.links.job_for_message("discord", take.id)
@@ -159,7 +162,7 @@ async def test_extend_stops_at_the_maximum_length_and_says_the_range(harness: Ha
         assert re.search(r"· 0:50$", longer.content)
         click = await fake.click(longer.id, "Extend")
         await fake.wait_for(lambda: click.callback_type is not None, what="an answer")
-    answer = ephemeral_answer(harness, click)
+    answer = await ephemeral_answer(harness, click)
     assert "Take 2 is already 0:50 long" in answer and "at most 0:50 (50 s)" in answer and "5 to 30 seconds" in answer
     assert len(takes_in(harness, thread_id)) == 2 and bot.queue.depth() == 0
 
@@ -178,8 +181,8 @@ async def test_a_click_on_an_expired_take_or_job_gets_a_private_reason_and_queue
         bot.queue.redis.delete(f"textunes:job:{job.job_id}")  # and then the job record's
         again = await fake.click(take.id, "New take")
         await fake.wait_for(lambda: again.callback_type is not None, what="an answer")
-    assert ephemeral_answer(harness, extend) == replies.tokens_expired(1)
-    assert ephemeral_answer(harness, again) == replies.request_expired()
+    assert await ephemeral_answer(harness, extend) == replies.tokens_expired(1)
+    assert await ephemeral_answer(harness, again) == replies.request_expired()
     assert len(takes_in(harness, thread_id)) == 1 and bot.queue.depth() == 0
     assert bot.service.limiter.peek(f"discord:{fake.user_id}") is None  # none of the user's requests used
     assert TOKENS_EXPIRED not in str(fake.messages)  # refused before the worker could fail it
