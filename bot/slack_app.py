@@ -317,8 +317,9 @@ class SlackTunes:
         uploaded take by its file id, read from the message (Slack's upload API doesn't return
         it); a take's buttons message names the take in its buttons."""
         shown = await self.service.shown(PLATFORM, message_key(channel_id, ts))
-        if shown is not None:
-            return shown, None
+        if shown is not None:  # a status message: its job knows the thread
+            job = await asyncio.to_thread(self.queue.get_job, shown.job_id)
+            return shown, (job.reply_to.thread_id if job else None) or None
         try:
             found = await self.client.conversations_replies(
                 channel=channel_id, ts=ts, oldest=ts, latest=ts, inclusive=True, limit=10)
