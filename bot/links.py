@@ -28,7 +28,7 @@ class Shown:
 
     @classmethod
     def of_take(cls, job_id: str, take: Take) -> "Shown":
-        return cls(job_id, take.index, take.length or take.duration)
+        return cls(job_id, take.index, round(take.length or take.duration, 2))
 
     def encode(self) -> str:
         return f"{self.job_id}:{self.take}:{round(self.length, 2):g}"

@@ -21,7 +21,8 @@ Keys (``P`` is the prefix), all with the record's TTL (the audio TTL):
                             takes of 🔁 jobs continue the numbering instead of repeating it
 
 ``what`` names the post: ``take-<n>``, ``analysis``, ``failed``, ``status`` (the final status
-edit), ``cancelled``.
+edit), ``cancelled``, and the notices ``expired-<n>`` and ``too-large-<n>`` for a take that can't
+be posted.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Platform-neutral chat logic: taking requests, regenerating, and delivering results.
+"""Platform-neutral chat logic: taking requests, new takes, extensions and loops of posted
+takes (``TuneService.follow_up``), and delivering results.
 
 A platform module (Discord, Slack) turns its events into calls on ``TuneService`` and
 implements ``ChatOutput``; ``EventPump`` reads the platform's event stream and calls it.
@@ -250,7 +251,8 @@ class ChatOutput(Protocol):
 
     async def post_take(self, event: Event, post: TakePost) -> str | None:
         """Upload one take (its audio, its picture, its buttons); return the posted message's
-        ref (to link 🔁) or None."""
+        ref (to link 🔁) or None. Raises Unpostable when the take can't be posted on this
+        platform (the pump has already fitted it to ``upload_limit``)."""
         ...
 
     async def find_take(self, event: Event, take: Take, filename: str) -> str | None:

@@ -112,7 +112,7 @@ class SlackOutput(StatusMessages):
         if found is None:
             return None
         shown = Shown.of_take(event.job_id, take)
-        if not any(shown_by_buttons(message) == shown for message in thread):
+        if not any(shown_by_buttons(message) == shown for message in thread):  # (lengths rounded alike)
             await self._offer_buttons(event, take_number(reply_to, take.index), shown, buttons(take.loop))
         return file_key(found)
 
