@@ -224,10 +224,10 @@ async def test_rate_limit_answers_privately_with_when_to_retry(harness: Harness)
 
 async def test_full_queue_is_refused_privately(harness: Harness) -> None:
     fake = harness.fake
-    await harness.start_app(queue_cap=1)
+    app = await harness.start_app(queue_cap=1)
     await fake.command("jazz piano")
-    parent = (await fake.wait_for(harness.parents, what="the first parent message"))[0]
-    await fake.wait_for(lambda: "#1 in line" in parent.text, what="the first job queued")
+    await fake.wait_for(harness.parents, what="the first parent message")
+    await fake.wait_for(lambda: app.queue.depth() == 1, what="the first job in line")  # queued after its parent
     await fake.command("calm cello", user=BOB)
     response = (await fake.wait_for(lambda: fake.responses, what="the refusal"))[0]
     assert "queue is full" in response["text"] and len(harness.parents()) == 1
