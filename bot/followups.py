@@ -2,7 +2,7 @@
 
 Each is a reaction and a button on the take (Discord message components, Slack Block Kit
 actions). A button names its action and the take it acts on (``Shown.encode()``) in its
-Discord ``custom_id`` (``textunes:<action>:<job>:<take>:<seconds>``, under Discord's 100
+Discord ``custom_id`` (``textunes:<action>:<job>:<take>``, well under Discord's 100
 characters) or its Slack ``action_id`` and ``value``, so a click needs nothing else to find
 its request. ``TuneService.follow_up`` turns an action into the new job's request.
 """

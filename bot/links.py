@@ -1,8 +1,8 @@
 """Which job, and which take of it, a chat message shows, so a 🔁, ➕ or button on a posted
 message finds its request.
 
-``P:msg:<platform>:<message>`` -> ``Shown.encode()`` (``<job>:<take>:<seconds>``), kept as long
-as the job record (the audio TTL). The message key is whatever the platform module uses to
+``P:msg:<platform>:<message>`` -> ``Shown.encode()`` (``<job>:<take>``), kept as long as the
+job record (the audio TTL). The message key is whatever the platform module uses to
 name a message (a Discord message id; on Slack ``<channel>:<ts>`` or ``file:<file id>``).
 A link written by an older release holds the job id alone: it reads as the job's status.
 """
@@ -12,26 +12,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from worker.queue import Job, JobQueue, Take
+from worker.queue import Job, JobQueue
 
-_SHOWN = re.compile(r"([0-9A-Za-z_-]{1,64})(?::(\d{1,3}):(\d+(?:\.\d+)?))?")
+_SHOWN = re.compile(r"([0-9A-Za-z_-]{1,64})(?::(\d{1,3}))?")
 
 
 @dataclass(frozen=True)
 class Shown:
-    """What a message shows: a job, and one take of it (``take`` 0: the job's status message).
-    ``length`` is that take's whole length in seconds (0 when unknown)."""
+    """What a message shows: a job, and one take of it (``take`` 0: the job's status message)."""
 
     job_id: str
     take: int = 0
-    length: float = 0.0
-
-    @classmethod
-    def of_take(cls, job_id: str, take: Take) -> "Shown":
-        return cls(job_id, take.index, round(take.length or take.duration, 2))
 
     def encode(self) -> str:
-        return f"{self.job_id}:{self.take}:{round(self.length, 2):g}"
+        return f"{self.job_id}:{self.take}"
 
     @classmethod
     def decode(cls, text: str) -> "Shown | None":
@@ -39,8 +33,8 @@ class Shown:
         match = _SHOWN.fullmatch(text.strip())
         if match is None:
             return None
-        job_id, take, length = match.groups()
-        return cls(job_id, int(take or 0), float(length or 0.0))
+        job_id, take = match.groups()
+        return cls(job_id, int(take or 0))
 
 
 class MessageLinks:

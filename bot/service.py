@@ -36,11 +36,13 @@ from pipeline.validation import InvalidRequest, validate
 from worker import metrics
 from worker.queue import Event, Job, JobQueue, ReplyTo, Take, TakeRef, request_kind
 from worker.settings import Settings
+from worker.tokens import BadTokens, codes_from_bytes
 
 log = logging.getLogger("textunes.bot")
 T = TypeVar("T")
 
 DOUBLE_CLICK_S = 5  # a second click on the same button within this long makes nothing more
+FRAME_RATE = 50  # token frames per second of music (MusicGen's EnCodec)
 
 
 class Refused(Exception):
@@ -159,8 +161,9 @@ class TuneService:
 
     async def follow_up(self, platform: str, user_id: str, action: Action, shown: Shown) -> FollowUp:
         """What ``action`` on a message showing ``shown`` would queue: a new take of its request
-        (new seed), the take extended (its tokens continued by 30 s or what the maximum leaves),
-        or a loop of the take (same request and seed, ``loop``). Raises Refused with the
+        (new seed), the take extended (its tokens continued by 30 s or what the maximum leaves;
+        not a loop, as ``worker.extend`` makes it), or a loop of the take (same request and
+        seed, ``loop``). Raises Refused with the
         user's reply when it can't be done; uses none of the user's requests."""
         job = await asyncio.to_thread(self.queue.get_job, shown.job_id)
         if job is None:
@@ -188,14 +191,16 @@ class TuneService:
             seed = job.seeds[shown.take - 1] if shown.take <= len(job.seeds) else None
             return FollowUp(action, job, replace(job.request, loop=True, takes=1, seed=seed), extend=job.extend,
                             source=number, extends=extends)
-        more = extension_seconds(shown.length, self.settings.limits)
+        tokens = await asyncio.to_thread(self.queue.load_tokens, self.queue.tokens_key(job.job_id, shown.take))
+        try:  # the track an extension continues is the take's tokens (for a loop, more than the loop)
+            length = codes_from_bytes(tokens or b"").shape[1] / FRAME_RATE
+        except BadTokens:
+            raise Refused(replies.tokens_expired(number)) from None
+        more = extension_seconds(length, self.settings.limits)
         if more is None:
-            raise Refused(replies.at_maximum(number, shown.length, self.settings.limits), "invalid")
-        ref = TakeRef(job.job_id, shown.take)
-        if not await asyncio.to_thread(self.queue.has_tokens, ref):
-            raise Refused(replies.tokens_expired(number))
-        return FollowUp(action, job, replace(job.request, duration=more, takes=1, seed=None), extend=ref,
-                        source=number, extends=number)
+            raise Refused(replies.at_maximum(number, length, self.settings.limits), "invalid")
+        return FollowUp(action, job, replace(job.request, duration=more, takes=1, seed=None, loop=False),
+                        extend=TakeRef(job.job_id, shown.take), source=number, extends=number)
 
     async def submit_follow_up(self, platform: str, user_id: str, plan: FollowUp, reply_to: ReplyTo) -> Submission:
         """Queue what ``follow_up`` planned; its takes go where ``reply_to`` says."""
@@ -438,7 +443,7 @@ class EventPump:
                     raise
                 metrics.count_upload(self.platform, ok=True)
             if ref:
-                await _call(self.links.link, self.platform, ref, Shown.of_take(job_id, take))
+                await _call(self.links.link, self.platform, ref, Shown(job_id, take.index))
             drop = tuple(key for key in (take.audio_key, take.preview_key) if key)
             return await _call(self.record.confirm, job_id, what, ref, drop=drop)
 

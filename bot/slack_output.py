@@ -111,8 +111,8 @@ class SlackOutput(StatusMessages):
                       if replies.is_take_file(str(shared.get("name") or ""), filename) and shared.get("id")), None)
         if found is None:
             return None
-        shown = Shown.of_take(event.job_id, take)
-        if not any(shown_by_buttons(message) == shown for message in thread):  # (lengths rounded alike)
+        shown = Shown(event.job_id, take.index)
+        if not any(shown_by_buttons(message) == shown for message in thread):
             await self._offer_buttons(event, take_number(reply_to, take.index), shown, buttons(take.loop))
         return file_key(found)
 

@@ -67,6 +67,6 @@ def take_post(take: Take, *, job_id: str, caption: str, number: int, extends: in
         number=number,
         audio=Upload(name, fitted.data),
         preview=Upload(replies.preview_name(name), preview) if preview else None,
-        shown=Shown.of_take(job_id, take),
+        shown=Shown(job_id, take.index),
         loop=take.loop,
     )

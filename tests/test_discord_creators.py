@@ -201,11 +201,15 @@ async def test_loop_button_makes_a_loop_of_that_take_with_its_seed(harness: Harn
         await fake.react(loop.id, "🔂")  # a loop of a loop: no
         refusal = await fake.wait_for(lambda: [m for m in fake.in_channel(thread_id) if "already" in m.content],
                                       what="the refusal")
+        await fake.click(loop.id, "Extend")  # a loop extended is a longer track, not a loop
+        longer = (await fake.wait_for(lambda: takes_in(harness, thread_id)[3:], what="the longer track"))[0]
     assert re.match(r"Take 3 · loop · seed 43 · ", loop.content)  # take 2's seed: 42 + 1
     assert loop.audio()[0].endswith("-3-loop.flac")
     job = bot.service.links.job_for_message("discord", loop.id)
     assert job is not None and job.request.loop and job.request.seed == 43 and job.request.takes == 1
-    assert replies.already_a_loop(3) in refusal[0].content and len(takes_in(harness, thread_id)) == 3
+    assert replies.already_a_loop(3) in refusal[0].content
+    assert re.match(r"Take 4 · extended from take 3 · seed \d+ · 0:40$", longer.content)
+    assert longer.audio()[0].endswith("-4.mp3") and len(takes_in(harness, thread_id)) == 4
 
 
 async def test_a_double_click_makes_one_job(harness: Harness) -> None:

@@ -100,7 +100,7 @@ async def test_final_status_comes_with_the_last_take_and_each_take_is_posted_onc
     await pump.handle(second)  # redelivered
     assert chat.names() == ["textunes-calm-piano-1.mp3", "textunes-calm-piano-2.mp3"]
     assert final(chat) == ["✅ calm piano — 2 takes ready. React 🔁 for another."]
-    assert MessageLinks(queue).shown("chat", "msg-2") == Shown("job1", 2, 5.0)  # 🔁, ➕ on it find take 2
+    assert MessageLinks(queue).shown("chat", "msg-2") == Shown("job1", 2)  # 🔁, ➕ on it find take 2
 
 
 async def test_a_posted_take_leaves_redis_but_the_job_record_stays(queue: JobQueue) -> None:
@@ -146,7 +146,7 @@ async def test_a_post_that_landed_although_its_answer_was_lost_is_found_not_post
     await pump.handle(event)
     assert len(chat.posted) == 1 and chat.lookups == 1
     assert final(chat) == ["✅ calm piano — 1 take ready. React 🔁 for another."]
-    assert MessageLinks(queue).shown("chat", "msg-1") == Shown("job3", 1, 5.0)
+    assert MessageLinks(queue).shown("chat", "msg-1") == Shown("job3", 1)
 
 
 async def test_a_same_named_file_of_another_take_is_not_taken_for_this_one(queue: JobQueue) -> None:
@@ -305,8 +305,8 @@ def test_message_link_finds_the_request_for_regenerate(queue: JobQueue) -> None:
 
     job = queue.submit(*_request())
     links = MessageLinks(queue)
-    links.link("discord", "m42", Shown(job.job_id, 1, 30.0))
-    assert links.shown("discord", "m42") == Shown(job.job_id, 1, 30.0)
+    links.link("discord", "m42", Shown(job.job_id, 1))
+    assert links.shown("discord", "m42") == Shown(job.job_id, 1)
     found = links.job_for_message("discord", "m42")
     assert found is not None and found.request.prompt == "calm piano"
     assert links.job_for_message("discord", "unknown") is None

@@ -7,11 +7,10 @@ import pytest
 from bot.followups import ACTIONS, EXTEND, LOOP, NEW_TAKE, button_id, buttons, extension_seconds, parse_button
 from bot.links import Shown
 from pipeline.validation import Limits
-from worker.queue import Take
 
 
 def test_a_button_names_its_action_and_take_within_discords_100_characters() -> None:
-    longest = Shown("f" * 12, 4, 299.99)  # a job id is 12 hex digits, a take at most 4, a track 300 s
+    longest = Shown("f" * 12, 4)  # a job id is 12 hex digits, a take at most 4
     for action in ACTIONS.values():
         custom_id = button_id(action, longest)
         assert len(custom_id) <= 100 and parse_button(custom_id) == (action, longest)
@@ -21,10 +20,8 @@ def test_a_button_names_its_action_and_take_within_discords_100_characters() -> 
 
 def test_a_link_from_an_older_release_reads_as_the_jobs_status() -> None:
     assert Shown.decode("3f9c2a1b7d4e") == Shown("3f9c2a1b7d4e")  # links used to hold the job id alone
-    assert Shown.decode(Shown("3f9c2a1b7d4e", 2, 40.0).encode()) == Shown("3f9c2a1b7d4e", 2, 40.0)
-    assert Shown.decode("") is None and Shown.decode("a:b:c") is None
-    take = Take(index=2, seed=1, duration=29.987, audio_key="k", bitrate_kbps=0, size_bytes=1)
-    assert Shown.decode(Shown.of_take("j", take).encode()) == Shown.of_take("j", take)  # the same after a trip
+    assert Shown.decode(Shown("3f9c2a1b7d4e", 2).encode()) == Shown("3f9c2a1b7d4e", 2)
+    assert Shown.decode("") is None and Shown.decode("a:b") is None and Shown.decode("a:1:2") is None
 
 
 def test_extend_adds_30_seconds_or_what_the_maximum_leaves_and_nothing_under_the_minimum() -> None:
