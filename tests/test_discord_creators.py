@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -314,3 +315,34 @@ async def test_the_bot_serves_metrics_health_and_readiness(harness: Harness) -> 
         assert await asyncio.wait_for(serving, 15) == 0
 
     check_bot_served("discord", before, after, health, ready)
+
+
+# ---- the real worker ------------------------------------------------------------------------------
+WORKER_EXTENDS = (Path(__file__).parents[1] / "worker" / "extend.py").exists()  # the worker makes these
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WORKER_EXTENDS, reason="needs the worker side of issue 10 (on main, not merged here yet)")
+async def test_extend_and_loop_end_to_end_with_the_real_worker(harness: Harness, real_worker: Any) -> None:
+    fake = harness.fake
+    await harness.start_bot(max_duration=15)
+    thread_id, take = await first_take_waiting(harness, {"genre": "Jazz", "duration": 5, "format": "wav"})
+    name, data = take.audio()
+    assert name.endswith("-1.wav") and abs(decodes(data) - 5.0) < 0.1
+    assert any(n.endswith("-1.png") for n in take.files)  # the worker's waveform, inline
+    await fake.click(take.id, "Extend")  # 5 s + what the 15 s maximum leaves
+    longer = (await fake.wait_for(lambda: takes_in(harness, thread_id)[1:], timeout=240, what="the longer take"))[0]
+    assert re.match(r"Take 2 · extended from take 1 · seed \d+ · 0:15", longer.content)
+    assert abs(decodes(longer.audio()[1]) - 15.0) < 0.1
+    await fake.click(take.id, "Loop")
+    loop = (await fake.wait_for(lambda: takes_in(harness, thread_id)[2:], timeout=240, what="the loop"))[0]
+    assert loop.audio()[0].endswith("-3-loop.wav") and re.match(r"Take 3 · loop · seed ", loop.content)
+
+
+async def first_take_waiting(harness: Harness, options: dict[str, Any]) -> tuple[str, Posted]:
+    """``first_take`` with the patience a model needs."""
+    fake = harness.fake
+    await fake.slash("tune", options)
+    thread_id = (await fake.wait_for(fake.threads, what="a thread"))[0]
+    take = (await fake.wait_for(lambda: fake.with_files(thread_id), timeout=240, what="the take"))[0]
+    return thread_id, take

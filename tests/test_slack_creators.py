@@ -257,3 +257,23 @@ def test_the_bots_log_the_redis_warnings_once_at_start(redis_url: str, caplog: p
                             logging.getLogger("textunes.slack")):
             pass
     assert [r.getMessage()[:27] for r in caplog.records] == ["Redis keeps nothing on disk"]
+
+
+# ---- the real worker ------------------------------------------------------------------------------
+WORKER_EXTENDS = (Path(__file__).parents[1] / "worker" / "extend.py").exists()  # the worker makes these
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WORKER_EXTENDS, reason="needs the worker side of issue 10 (on main, not merged here yet)")
+async def test_extend_button_end_to_end_with_the_real_worker(harness: Harness, real_worker: object) -> None:
+    fake = harness.fake
+    await harness.start_app(max_duration=15)
+    await fake.command("jazz piano 5s format:flac")
+    parent = (await fake.wait_for(harness.parents, what="the parent message"))[0]
+    take = (await fake.wait_for(lambda: fake.with_files(fake.channel_id, parent.ts), timeout=240,
+                                what="the take"))[0]
+    assert [f["mimetype"] for f in take.files] == ["audio/flac", "image/png"]
+    await fake.click(await buttons_of(harness, take), "➕ Extend")
+    longer = (await fake.wait_for(lambda: takes(harness, parent)[1:], timeout=240, what="the longer take"))[0]
+    assert re.match(r"Take 2 · extended from take 1 · seed \d+ · 0:15", longer.text)
+    assert abs(decodes(fake.audio(longer)) - 15.0) < 0.1
