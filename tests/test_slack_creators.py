@@ -277,3 +277,29 @@ async def test_extend_button_end_to_end_with_the_real_worker(harness: Harness, r
     longer = (await fake.wait_for(lambda: takes(harness, parent)[1:], timeout=240, what="the longer take"))[0]
     assert re.match(r"Take 2 · extended from take 1 · seed \d+ · 0:15", longer.text)
     assert abs(decodes(fake.audio(longer)) - 15.0) < 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WORKER_EXTENDS, reason="needs the worker side of issue 10 (on main, not merged here yet)")
+async def test_a_melody_shared_with_a_mention_end_to_end_with_the_real_melody_worker(
+        harness: Harness, request: pytest.FixtureRequest) -> None:
+    from tests.workers import start_worker
+    from worker.engine import EngineOptions, ReferenceEngine  # type: ignore[attr-defined]
+    from worker.melody import MelodyGen  # type: ignore[import-not-found]
+    from worker.queue import MELODY_LANE
+
+    fake = harness.fake
+    model = MelodyGen.load(str(request.getfixturevalue("tiny_melody_dir")), device="cpu")
+    queue = JobQueue.from_url(harness.redis_url, lane=MELODY_LANE)
+    _, stop, thread = start_worker(queue, model, ReferenceEngine(model, EngineOptions(slots=2)), consumer="melody")
+    try:
+        await fake.wait_for(queue.melody_workers, what="the melody worker's heartbeat")
+        await harness.start_app(max_duration=15)
+        mention = await fake.mention(f"{STORY} 5s", files={"hum.wav": wav_clip(4.0)})
+        take = (await fake.wait_for(lambda: fake.with_files(fake.channel_id, mention.ts), timeout=240,
+                                    what="the take"))[0]
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, 60)
+        queue.close()
+    assert decodes(fake.audio(take)) > 4.0 and fake.downloads
