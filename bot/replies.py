@@ -182,9 +182,9 @@ def tokens_expired(number: int) -> str:
             "🔁 makes a new take of the same request.")
 
 
-def at_maximum(number: int, length: float, limits: Limits) -> str:
-    return (f"⚠️ Take {number} is already {clock(length)} long. Extending adds {limits.min_duration:g} to 30 "
-            f"seconds, and a track can be at most {clock(limits.max_duration)} ({limits.max_duration:g} s).")
+def at_maximum(number: int, length: float, limits: Limits, step_s: float) -> str:
+    return (f"⚠️ Take {number} is already {clock(length)} long. Extending adds {limits.min_duration:g} to "
+            f"{step_s:g} seconds, and a track can be at most {clock(limits.max_duration)} ({limits.max_duration:g} s).")
 
 
 def already_a_loop(number: int) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from bot import replies
-from bot.followups import EXTEND, LOOP, Action, FollowUp, extension_seconds
+from bot.followups import EXTEND, EXTEND_BY_S, LOOP, Action, FollowUp, extension_seconds
 from bot.links import MessageLinks, Shown
 from bot.posting import EXTENDS, FIRST_TAKE, Busy, PostingRecord, Takes, Unpostable, take_number
 from bot.ratelimit import RateLimiter
@@ -198,7 +198,7 @@ class TuneService:
             raise Refused(replies.tokens_expired(number)) from None
         more = extension_seconds(length, self.settings.limits)
         if more is None:
-            raise Refused(replies.at_maximum(number, length, self.settings.limits), "invalid")
+            raise Refused(replies.at_maximum(number, length, self.settings.limits, EXTEND_BY_S), "invalid")
         return FollowUp(action, job, replace(job.request, duration=more, takes=1, seed=None, loop=False),
                         extend=TakeRef(job.job_id, shown.take), source=number, extends=number)
 
