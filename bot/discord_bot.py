@@ -1,4 +1,4 @@
-"""The Discord bot: ``/tune``, mentions with text, and 🔁 on a result.
+"""The Discord bot: ``/tune``, mentions with text, and 🔁 / ➕ / 🔂 (reactions and buttons) on a result.
 
 ``textunes discord`` runs it (``run``). The bot turns Discord events into requests for
 ``bot.service.TuneService`` and posts results through ``DiscordOutput``, which the shared
@@ -7,6 +7,9 @@
 Every request first gets a status message (the deferred interaction's response, or a reply
 to the mention), then a thread on it in guild text channels, and only then is the job
 queued, so the job already knows where its results go.
+
+With ``TEXTUNES_METRICS_PORT`` set, ``/metrics``, ``/healthz`` (the event pump's loop turns)
+and ``/readyz`` (Redis answers, the gateway is connected) are served on it.
 """
 
 from __future__ import annotations
@@ -18,20 +21,23 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
 from discord import app_commands
 
 from bot import replies
-from bot.discord_commands import TuneOptions, make_tune_command, request_from_options
-from bot.discord_output import (DEFAULT_UPLOAD_LIMIT, MAX_THREAD_NAME, REGENERATE_EMOJI, DiscordOutput,
-                                DiscordTarget, fit)
-from bot.runner import run_until_signalled
+from bot.discord_commands import KoreanOptions, TuneOptions, make_tune_command, request_from_options
+from bot.discord_output import DEFAULT_UPLOAD_LIMIT, MAX_THREAD_NAME, DiscordOutput, DiscordTarget, fit
+from bot.followups import Action, by_emoji, parse_button
+from bot.links import Shown
+from bot.runner import run_until_signalled, serving_health
 from bot.service import EventPump, Refused, Submission, TuneService, preview_caption
+from pipeline.melody import BadMelody, check_size
 from pipeline.models import TuneRequest
 from pipeline.validation import InvalidRequest
+from worker import metrics
 from worker.queue import JobQueue, ReplyTo
 from worker.settings import Settings
 
@@ -61,7 +67,7 @@ def intents() -> discord.Intents:
 class TexTunesBot(discord.Client):
     def __init__(self, settings: Settings, queue: JobQueue, *, guild_id: str = "", sync_commands: bool = True,
                  clock: Callable[[], float] = time.time, consumer: str | None = None,
-                 pump_block_ms: int = 1000, **options: Any) -> None:
+                 pump_block_ms: int = 1000, health: metrics.Health | None = None, **options: Any) -> None:
         discord.VoiceClient.warn_nacl = False  # this bot never joins voice: no PyNaCl/davey warnings
         discord.VoiceClient.warn_dave = False
         super().__init__(intents=intents(), **options)
@@ -73,13 +79,14 @@ class TexTunesBot(discord.Client):
         self.output = DiscordOutput(self, clock=clock)
         self.pump = EventPump(queue, PLATFORM, consumer or consumer_name(), self.output,
                               progress_interval_s=settings.progress_interval_s, block_ms=pump_block_ms,
-                              lease_s=settings.post_lease_s)
+                              lease_s=settings.post_lease_s, health=health)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(make_tune_command(self.handle_tune, settings.max_duration))
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def setup_hook(self) -> None:
+        await self.tree.set_translator(KoreanOptions())
         if self.sync_commands:
             if self.guild_id:
                 guild = discord.Object(id=int(self.guild_id))
@@ -101,6 +108,10 @@ class TexTunesBot(discord.Client):
         log.info("connected to Discord as %s (%s); reading events as %s", self.user, self.user.id if self.user else "?",
                  self.pump.consumer)
 
+    def connected(self) -> bool:
+        """Readiness: logged in, and the gateway connection is open."""
+        return self.is_ready() and not self.is_closed() and self.ws is not None and self.ws.open
+
     # ---- /tune -------------------------------------------------------------------------
     async def on_app_command_error(self, interaction: discord.Interaction,
                                    error: app_commands.AppCommandError) -> None:
@@ -108,6 +119,7 @@ class TexTunesBot(discord.Client):
         registered (commands not re-synced after a setting changed) or a bug in a handler."""
         if isinstance(error, app_commands.TransformerError):
             log.info("/tune by user %s: option value %r not accepted", interaction.user.id, error.value)
+            metrics.count_request(PLATFORM, "tags", "invalid")
             limits = self.settings.limits
             text = (f"I can't use {error.value!r} for that option. Allowed: a duration from {limits.min_duration:g} to "
                     f"{limits.max_duration:g} seconds, 1 to {limits.max_takes} takes, a seed from 0 to {2**32 - 1}.")
@@ -124,18 +136,31 @@ class TexTunesBot(discord.Client):
 
     async def handle_tune(self, interaction: discord.Interaction, options: TuneOptions) -> None:
         user_id = str(interaction.user.id)
-        if not options.says_what_to_play():
-            await interaction.response.send_message(replies.NOTHING_TO_PLAY, ephemeral=True)
-            return
+        melody_file = options.melody
         try:
+            if not options.says_what_to_play():
+                raise InvalidRequest(replies.NOTHING_TO_PLAY)
             request = self.service.check(request_from_options(options, self.settings.limits))
+            if melody_file is not None:
+                await self.service.melody_ready()
+                check_size(melody_file.size, filename=melody_file.filename)  # before downloading it
             await self.service.precheck(PLATFORM, user_id)
-        except (InvalidRequest, Refused) as error:
-            log.info("/tune by user %s not queued: %s", user_id, error)
+        except (InvalidRequest, Refused, BadMelody) as error:
+            self.service.refused(PLATFORM, "tags", user_id, "/tune", error)
             await interaction.response.send_message(fit(str(error)), ephemeral=True)
             return
         token_at = self.output.clock()
         await interaction.response.defer(thinking=True)  # answered: the 3-second deadline is met
+        melody = None
+        if melody_file is not None:
+            try:
+                melody = await self.service.prepare_melody(await melody_file.read(), melody_file.filename)
+            except (BadMelody, discord.HTTPException) as error:
+                if isinstance(error, discord.HTTPException):
+                    error = BadMelody(replies.melody_download_failed(melody_file.filename))
+                self.service.refused(PLATFORM, "tags", user_id, "/tune", error)
+                await self._answer_privately_instead(interaction, str(error))
+                return
         caption = preview_caption(request)
         status = await interaction.edit_original_response(content=fit(f"🎼 {replies.shown(caption)}"))
         thread_id = await self._open_thread(status, interaction.channel, caption)
@@ -146,7 +171,15 @@ class TexTunesBot(discord.Client):
         )
         reply_to = ReplyTo(platform=PLATFORM, channel_id=str(interaction.channel_id), thread_id=thread_id,
                            message_id=str(status.id), user_id=user_id, extra=target.to_extra())
-        await self._submit(request, reply_to, where=f"/tune in {interaction.channel_id}")
+        await self._submit(request, reply_to, where=f"/tune in {interaction.channel_id}", melody=melody)
+
+    async def _answer_privately_instead(self, interaction: discord.Interaction, text: str) -> None:
+        """After a public deferral: remove the "thinking…" message, answer only the user."""
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException as failure:
+            log.info("could not remove the deferred answer to interaction %s (%s)", interaction.id, failure.status)
+        await interaction.followup.send(fit(text), ephemeral=True)
 
     # ---- mentions ----------------------------------------------------------------------
     async def on_message(self, message: discord.Message) -> None:
@@ -155,6 +188,7 @@ class TexTunesBot(discord.Client):
         try:
             text = await self._mention_text(message)
         except InvalidRequest as error:
+            self.service.refused(PLATFORM, "text", str(message.author.id), "mention", error)
             await message.reply(fit(str(error)), mention_author=False)
             return
         if not text:
@@ -164,7 +198,7 @@ class TexTunesBot(discord.Client):
             request = self.service.check(TuneRequest(text=text, duration=min(10.0, self.settings.max_duration)))
             await self.service.precheck(PLATFORM, str(message.author.id))
         except (InvalidRequest, Refused) as error:
-            log.info("mention by user %s not queued: %s", message.author.id, error)
+            self.service.refused(PLATFORM, "text", str(message.author.id), "mention", error)
             await message.reply(fit(str(error)), mention_author=False)
             return
         status = await message.reply(replies.analysing_line(), mention_author=False)
@@ -224,46 +258,77 @@ class TexTunesBot(discord.Client):
                                  "Paste it, or attach it as a .txt file, and mention me again.")
         return quoted.content.strip()
 
-    # ---- 🔁 -----------------------------------------------------------------------------
+    # ---- 🔁, ➕, 🔂: reactions and buttons ----------------------------------------------------
     async def on_raw_reaction_add(self, payload: discord.RawReactionActionEvent) -> None:
-        if self.user is None or payload.user_id == self.user.id or str(payload.emoji) != REGENERATE_EMOJI:
+        action = by_emoji(str(payload.emoji))
+        if self.user is None or payload.user_id == self.user.id or action is None:
             return
         if payload.member is not None and payload.member.bot:
             return
-        message_id = str(payload.message_id)
-        job = await asyncio.to_thread(self.service.links.job_for_message, PLATFORM, message_id)
+        shown = await self.service.shown(PLATFORM, str(payload.message_id))
         channel = self.get_partial_messageable(payload.channel_id)
-        if job is None:
+        if shown is None:
             if payload.message_author_id == self.user.id:
                 await channel.send(replies.not_a_result())
             return
         user_id = str(payload.user_id)
-        try:
-            await self.service.precheck(PLATFORM, user_id)
-        except Refused as error:
-            await channel.send(fit(f"<@{user_id}> {error}"), allowed_mentions=discord.AllowedMentions(users=True))
+
+        async def refuse(text: str) -> None:  # no private replies to a reaction: in the channel, to the user
+            await channel.send(fit(f"<@{user_id}> {text}"), allowed_mentions=discord.AllowedMentions(users=True))
+
+        await self._follow_up(action, shown, user_id, str(payload.channel_id), refuse)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A click on a take's button (``/tune`` goes to the command tree)."""
+        if interaction.type is not discord.InteractionType.component:
             return
-        old = job.reply_to
-        where = old.thread_id or old.channel_id or str(payload.channel_id)
-        caption = preview_caption(job.request)
+        clicked = parse_button(str((interaction.data or {}).get("custom_id", "")))
+        if clicked is None:
+            return
+        action, shown = clicked
+        user_id = str(interaction.user.id)
+        await interaction.response.defer()  # answered at once (no message): what follows may take a moment
+        if not await self.service.first_click(PLATFORM, user_id, action, shown):
+            return  # a double click: the first one is being handled
+
+        async def refuse(text: str) -> None:
+            await interaction.followup.send(fit(text), ephemeral=True)
+
+        await self._follow_up(action, shown, user_id, str(interaction.channel_id), refuse, interaction=interaction)
+
+    async def _follow_up(self, action: Action, shown: Shown, user_id: str, channel_id: str,
+                         refuse: Callable[[str], Awaitable[None]], *,
+                         interaction: discord.Interaction | None = None) -> None:
+        """Queue a new take, an extension or a loop of what a message shows, with its own status
+        message in the same thread; or tell the user (``refuse``) why not."""
+        try:
+            plan = await self.service.follow_up(PLATFORM, user_id, action, shown)
+        except Refused as error:
+            self.service.refused(PLATFORM, action.kind, user_id, f"{action.emoji} on job {shown.job_id}", error)
+            await refuse(str(error))
+            return
+        old = plan.job.reply_to
+        where = old.thread_id or old.channel_id or channel_id
+        line = replies.follow_up_line(action.name, preview_caption(plan.request), source=plan.source,
+                                      seconds=plan.seconds)
         status = await self.get_partial_messageable(int(where)).send(
-            fit(f"🔁 Another take for <@{user_id}>: 🎼 {replies.shown(caption)}"),
-            allowed_mentions=discord.AllowedMentions.none())
+            fit(f"<@{user_id}> {line}"), allowed_mentions=discord.AllowedMentions.none())
         old_target = DiscordTarget.from_reply_to(old)
+        limit = interaction.filesize_limit if interaction is not None else old_target.upload_limit  # a click says it
         reply_to = ReplyTo(platform=PLATFORM, channel_id=where, thread_id=old.thread_id, message_id=str(status.id),
-                           user_id=user_id, extra=DiscordTarget(upload_limit=old_target.upload_limit,
+                           user_id=user_id, extra=DiscordTarget(upload_limit=limit or DEFAULT_UPLOAD_LIMIT,
                                                                 guild_id=old_target.guild_id).to_extra())
         try:
-            submission = await self.service.regenerate(PLATFORM, user_id, message_id, reply_to)
+            submission = await self.service.submit_follow_up(PLATFORM, user_id, plan, reply_to)
         except (InvalidRequest, Refused) as error:
             await status.edit(content=fit(f"<@{user_id}> {error}"))
             return
-        if submission is not None:
-            await self._queued(submission, reply_to, where=f"🔁 in {where}")
+        await self._queued(submission, reply_to, where=f"{action.emoji} in {where}")
 
     # ---- shared steps ------------------------------------------------------------------
-    async def _submit(self, request: TuneRequest, reply_to: ReplyTo, *, where: str) -> None:
-        await self.service.submit_and_show(self.output, request, reply_to, status_key=reply_to.message_id, where=where)
+    async def _submit(self, request: TuneRequest, reply_to: ReplyTo, *, where: str, melody: bytes | None = None) -> None:
+        await self.service.submit_and_show(self.output, request, reply_to, status_key=reply_to.message_id, where=where,
+                                           melody=melody)
 
     async def _queued(self, submission: Submission, reply_to: ReplyTo, *, where: str) -> None:
         await self.service.show_queued(self.output, submission, status_key=reply_to.message_id, where=where)
@@ -324,7 +389,13 @@ async def _serve(settings: Settings, queue: JobQueue, guild_id: str, sync: bool)
 
 
 async def _run_bot(settings: Settings, queue: JobQueue, guild_id: str, sync: bool, stop: asyncio.Event) -> int:
-    bot = TexTunesBot(settings, queue, guild_id=guild_id, sync_commands=sync)
+    health = metrics.Health()
+    bot = TexTunesBot(settings, queue, guild_id=guild_id, sync_commands=sync, health=health)
+    with serving_health(settings, queue, health, "discord connected", bot.connected, log):
+        return await _run_connected(bot, settings, stop)
+
+
+async def _run_connected(bot: TexTunesBot, settings: Settings, stop: asyncio.Event) -> int:
     async with bot:
         running = asyncio.create_task(bot.start(settings.discord_token))
         stopping = asyncio.create_task(stop.wait())

@@ -11,15 +11,50 @@ from typing import Optional, Union
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 
 from pipeline.inline import parse_duration, split_list
 from pipeline.catalog import Kind, catalog
-from pipeline.models import TuneRequest
+from pipeline.models import AUDIO_FORMATS, TuneRequest
 from pipeline.validation import Limits, parse_tempo
 
 DURATION_STEPS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240, 300)
 DEFAULT_DURATION = 10.0
 MAX_CHOICE = 100  # Discord's limit on a choice's name and value
+
+# Each option's Korean name and description (Discord shows them to users whose client is in
+# Korean; the names match the inline syntax's Korean option names where it has them).
+KOREAN = {
+    "prompt": ("설명", "용도나 원하는 소리, 예: 창가의 비 오는 밤"),
+    "genre": ("장르", "장르 (쉼표로 구분, 한국어 또는 영어), 예: 로파이, 재즈"),
+    "mood": ("분위기", "분위기 (쉼표로 구분), 예: 차분한, 꿈꾸는 듯한"),
+    "instruments": ("악기", "악기 (쉼표로 구분), 예: 피아노, 첼로"),
+    "tempo": ("템포", "느린, 보통, 빠른 또는 80 같은 bpm"),
+    "duration": ("길이", "각 트랙의 길이"),
+    "takes": ("테이크", "서로 다른 버전의 수 (1-4)"),
+    "seed": ("시드", "같은 결과를 다시 얻기 위한 숫자"),
+    "loop": ("루프", "끊김 없이 반복 재생되는 루프로 만들기"),
+    "format": ("형식", "파일 형식: mp3, flac(무손실) 또는 wav"),
+    "melody": ("멜로디", "음악이 따라갈 멜로디 오디오 (WAV, FLAC, OGG, MP3, 10MB까지)"),
+}
+
+
+class KoreanOptions(app_commands.Translator):
+    """Gives Discord the Korean names and descriptions of ``/tune``'s options (``KOREAN``)."""
+
+    async def translate(self, string: locale_str, locale: discord.Locale,
+                        context: app_commands.TranslationContextTypes) -> Optional[str]:
+        if locale is not discord.Locale.korean:
+            return None
+        return string.extras.get("ko")
+
+
+def _named(option: str) -> locale_str:
+    return locale_str(option, ko=KOREAN[option][0])
+
+
+def _described(option: str, english: str) -> locale_str:
+    return locale_str(english, ko=KOREAN[option][1])
 
 
 @dataclass
@@ -34,6 +69,9 @@ class TuneOptions:
     duration: Optional[Union[float, str]] = None  # as Discord sent it; checked in request_from_options
     takes: Optional[int] = None
     seed: Optional[int] = None
+    loop: Optional[bool] = None
+    format: Optional[str] = None
+    melody: Optional[discord.Attachment] = None  # a clip whose tune the music follows
 
     def says_what_to_play(self) -> bool:
         return any((v or "").strip() for v in (self.prompt, self.genre, self.mood, self.instruments))
@@ -54,6 +92,8 @@ def request_from_options(options: TuneOptions, limits: Limits) -> TuneRequest:
         request.takes = options.takes
     if options.seed is not None:
         request.seed = options.seed
+    request.loop = bool(options.loop)
+    request.format = (options.format or "").strip().casefold()
     return request
 
 
@@ -105,20 +145,25 @@ def make_tune_command(handler: TuneHandler, max_duration: float) -> app_commands
     """The ``/tune`` command; ``handler`` gets the interaction and the options."""
 
     @app_commands.command(name="tune", description="Make background music from a few words, tags or a tempo")
-    @app_commands.describe(
-        prompt="what it's for or what it should sound like, e.g. rainy night by the window",
-        genre="genre(s), comma-separated (English or Korean), e.g. Lofi, Jazz",
-        mood="mood(s), comma-separated, e.g. Calm, Dreamy",
-        instruments="instrument(s), comma-separated, e.g. Piano, Cello",
-        tempo="slow, medium, fast or a bpm like 80",
-        duration="length of each track",
-        takes="how many different versions (1-4)",
-        seed="a number to get the same result again",
-    )
+    @app_commands.rename(**{option: _named(option) for option in KOREAN})
+    @app_commands.describe(**{option: _described(option, english) for option, english in (
+        ("prompt", "what it's for or what it should sound like, e.g. rainy night by the window"),
+        ("genre", "genre(s), comma-separated (English or Korean), e.g. Lofi, Jazz"),
+        ("mood", "mood(s), comma-separated, e.g. Calm, Dreamy"),
+        ("instruments", "instrument(s), comma-separated, e.g. Piano, Cello"),
+        ("tempo", "slow, medium, fast or a bpm like 80"),
+        ("duration", "length of each track"),
+        ("takes", "how many different versions (1-4)"),
+        ("seed", "a number to get the same result again"),
+        ("loop", "make a seamless loop: whole bars, its end joined to its start (FLAC unless you pick a format)"),
+        ("format", "file format: mp3 (default), flac (lossless) or wav"),
+        ("melody", "an audio clip (WAV, FLAC, OGG, MP3, up to 10 MB) whose tune the music follows"),
+    )})
     # Choices make a menu, but Discord keeps whatever was registered last: after the maximum
     # is lowered and the commands aren't synced again, a user may still pick 300. The plain
     # ``int`` annotation lets any value through to validation, which names the allowed range.
-    @app_commands.choices(duration=duration_choices(max_duration))
+    @app_commands.choices(duration=duration_choices(max_duration),
+                          format=[app_commands.Choice(name=f.upper(), value=f) for f in AUDIO_FORMATS])
     async def tune(
         interaction: discord.Interaction,
         prompt: Optional[app_commands.Range[str, 1, 1000]] = None,
@@ -129,10 +174,13 @@ def make_tune_command(handler: TuneHandler, max_duration: float) -> app_commands
         duration: Optional[int] = None,  # any number: a stale registration may offer others
         takes: Optional[app_commands.Range[int, 1, 4]] = None,
         seed: Optional[app_commands.Range[int, 0, 4294967295]] = None,
+        loop: Optional[bool] = None,
+        format: Optional[str] = None,  # noqa: A002 (the option's name)
+        melody: Optional[discord.Attachment] = None,
     ) -> None:
         await handler(interaction, TuneOptions(
             prompt=prompt, genre=genre, mood=mood, instruments=instruments, tempo=tempo,
-            duration=duration, takes=takes, seed=seed,
+            duration=duration, takes=takes, seed=seed, loop=loop, format=format, melody=melody,
         ))
 
     for name, kind in (("genre", "genre"), ("mood", "mood"), ("instruments", "instrument")):

@@ -9,11 +9,15 @@ bot token. The status message is edited the same way. The clock is injectable so
 
 Every text goes out through ``fit``: Discord refuses a message over 2,000 characters (and a
 thread name over 100) with a 400, which would leave the user on "thinking…".
+
+A take is one message: its line, the audio file, the waveform picture (a second attachment,
+shown inline), and one row of buttons (New take, Extend, Loop) whose ``custom_id`` names the
+take (``bot.followups``). The buttons go out as a stopped ``discord.ui.View``: discord.py only
+serialises it, and keeps nothing per message; the bot handles clicks in ``on_interaction``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import time
@@ -24,8 +28,9 @@ from typing import Any
 import discord
 
 from bot import replies
-from bot.posting import Unpostable
+from bot.followups import NEW_TAKE, button_id
 from bot.status import StatusMessages
+from bot.uploads import TakePost
 from worker.queue import Event, ReplyTo, Take
 
 log = logging.getLogger("textunes.discord")
@@ -33,7 +38,7 @@ log = logging.getLogger("textunes.discord")
 INTERACTION_TOKEN_LIFETIME_S = 15 * 60
 TOKEN_SAFETY_MARGIN_S = 60  # stop using a token a minute before Discord stops taking it
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # what Discord allows a bot in an unboosted guild or a DM
-REGENERATE_EMOJI = "🔁"
+REGENERATE_EMOJI = NEW_TAKE.emoji  # the bot puts it under each take
 MAX_CONTENT = 2000  # characters (code points) in a message
 MAX_THREAD_NAME = 100
 HISTORY_LOOKED_AT = 100  # recent messages searched for a take an earlier attempt may have posted
@@ -85,34 +90,26 @@ class DiscordOutput(StatusMessages):
         message = await self._send(event.reply_to, content=text)
         return str(message.id) if message else None
 
-    async def post_take(self, event: Event, take: Take, audio: bytes, filename: str, text: str) -> str | None:
-        limit = DiscordTarget.from_reply_to(event.reply_to).upload_limit
-        if len(audio) > limit:
-            fitted = await asyncio.to_thread(_fit, audio, limit)
-            if fitted is None:
-                log.info("job %s: take %d is %d bytes, over the %d-byte upload limit even re-encoded",
-                         event.job_id, take.index, len(audio), limit)
-                await self._send(event.reply_to, content=replies.too_large(limit))
-                raise Unpostable("over the upload limit")
-            log.info("job %s: take %d re-encoded from %d to %d bytes for a %d-byte upload limit",
-                     event.job_id, take.index, len(audio), len(fitted), limit)
-            audio = fitted
-        message = await self._send(event.reply_to, content=text,
-                                   file=discord.File(io.BytesIO(audio), filename=filename))
+    def upload_limit(self, event: Event) -> int:
+        return DiscordTarget.from_reply_to(event.reply_to).upload_limit
+
+    async def post_take(self, event: Event, post: TakePost) -> str | None:
+        files = [discord.File(io.BytesIO(upload.data), filename=upload.name) for upload in post.files]
+        message = await self._send(event.reply_to, content=post.text, files=files, view=take_buttons(post))
         if message is None:
             return None
         await self._offer_regenerate(event, message)
         return str(message.id)
 
     async def find_take(self, event: Event, take: Take, filename: str) -> str | None:
-        """A recent message of the bot's in the take's thread (or channel) that carries
-        ``filename`` and the take's line: what an earlier attempt posted although its answer
-        never came."""
+        """A recent message of the bot's in the take's thread (or channel) that carries the
+        take ``filename`` names and the take's line: what an earlier attempt posted although
+        its answer never came."""
         channel = self.client.get_partial_messageable(int(self._where(event.reply_to)))
         me = self.client.user.id if self.client.user else None
         async for message in channel.history(limit=HISTORY_LOOKED_AT):
             if (message.author.id == me and replies.shows_take(message.content, take)
-                    and any(a.filename == filename for a in message.attachments)):
+                    and any(replies.is_take_file(a.filename, filename) for a in message.attachments)):
                 await self._offer_regenerate(event, message)  # in case the attempt ended before it
                 return str(message.id)
         return None
@@ -157,10 +154,11 @@ class DiscordOutput(StatusMessages):
         return await self.client.get_partial_messageable(int(self._where(reply_to))).send(content=fit(content), **kwargs)
 
 
-def _fit(audio: bytes, limit: int) -> bytes | None:
-    from pipeline.audio import TooLargeForLimit, fit_mp3  # numpy/lameenc/soundfile; no torch
-
-    try:
-        return fit_mp3(audio, limit).data
-    except TooLargeForLimit:
-        return None
+def take_buttons(post: TakePost) -> discord.ui.View:
+    """One row: New take, Extend, Loop (none on a loop), each naming the take it acts on."""
+    view = discord.ui.View(timeout=None)
+    for action in post.buttons:
+        view.add_item(discord.ui.Button(style=discord.ButtonStyle.secondary, label=action.label, emoji=action.emoji,
+                                        custom_id=button_id(action, post.shown)))
+    view.stop()  # sent for its components only: discord.py keeps no state for a stopped view
+    return view

@@ -21,7 +21,8 @@ Keys (``P`` is the prefix), all with the record's TTL (the audio TTL):
                             takes of 🔁 jobs continue the numbering instead of repeating it
 
 ``what`` names the post: ``take-<n>``, ``analysis``, ``failed``, ``status`` (the final status
-edit), ``cancelled``.
+edit), ``cancelled``, and the notices ``expired-<n>`` and ``too-large-<n>`` for a take that can't
+be posted.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 
 import redis
 
-from worker.queue import ReplyTo, Take
+from worker.queue import ReplyTo
 
 # Take the lease when it is free (or already ours); else say how long it has left.
 _LEASE = """
@@ -181,11 +182,13 @@ class PostingRecord:
 
 
 FIRST_TAKE = "first_take"  # ReplyTo.extra: the number the job's first take shows in its thread
+EXTENDS = "extends"  # ReplyTo.extra: the number of the take an extension continues
 
 
-def take_number(reply_to: ReplyTo, take: Take) -> int:
-    """The number a take shows ("Take 3", ``…-3.mp3``): its place in the thread's numbering."""
-    return int(reply_to.extra.get(FIRST_TAKE) or 1) + take.index - 1
+def take_number(reply_to: ReplyTo, index: int) -> int:
+    """The number take ``index`` (1-based) of a job shows ("Take 3", ``…-3.mp3``): its place
+    in the thread's numbering."""
+    return int(reply_to.extra.get(FIRST_TAKE) or 1) + index - 1
 
 
 def _count_takes(fields: dict[bytes, bytes]) -> Takes:

@@ -10,6 +10,8 @@ import math
 import re
 import unicodedata
 
+from pipeline.models import AUDIO_FORMATS
+from pipeline.validation import Limits
 from worker.queue import Event, Take
 
 EXAMPLE = "rainy night lo-fi genre:jazz mood:calm bpm:80 30s takes:2"
@@ -18,21 +20,26 @@ SHOWN_CAPTION_CHARS = 300
 HELP = (
     "🎵 *TexTuneS* makes background music from a few words or from your text.\n"
     "• `/tune <words>` with optional `genre:` `mood:` `instruments:` (comma-separated, English or "
-    "Korean), `bpm:80` or `tempo:slow|medium|fast`, a length like `20s`, `takes:1-4`, `seed:42`.\n"
+    "Korean), `bpm:80` or `tempo:slow|medium|fast`, a length like `20s`, `takes:1-4`, `seed:42`, "
+    "`loop` (a seamless loop), `format` (mp3, flac or wav) and `melody` (an audio clip whose tune "
+    "the music follows).\n"
     f"  Example: `/tune {EXAMPLE}`\n"
     "• Mention me with a paragraph of your script, story or post (or attach a .txt, or reply to a "
     "message) and I will pick the mood, genre, instruments and tempo for it.\n"
-    "• React 🔁 on a result to get a new take."
+    "• Under each take: 🔁 New take, ➕ Extend (30 s more), 🔂 Loop. Reacting 🔁 or ➕ works too."
 )
 
 SLACK_HELP = (
     "🎵 *TexTuneS* makes background music from a few words or from your text.\n"
     "• `/tune <words>` with optional `genre:` `mood:` `instruments:` (comma-separated, English or "
-    "Korean), `bpm:80` or `tempo:slow|medium|fast`, a length like `20s`, `takes:1-4`, `seed:42`.\n"
+    "Korean), `bpm:80` or `tempo:slow|medium|fast`, a length like `20s`, `takes:1-4`, `seed:42`, "
+    "`loop:yes` (a seamless loop), `format:mp3|flac|wav`.\n"
     f"  Example: `/tune {EXAMPLE}`\n"
     "• Mention me with a paragraph of your script, story or post, or mention me alone in the thread "
-    "of a post, and I will pick the mood, genre, instruments and tempo for it.\n"
-    "• React :repeat: (🔁) on a result to get a new take."
+    "of a post, and I will pick the mood, genre, instruments and tempo for it. Share an audio clip "
+    "in the same message and the music follows its tune.\n"
+    "• Under each take: New take, Extend (30 s more), Loop. Reacting :repeat: (🔁) or "
+    ":heavy_plus_sign: (➕) works too."
 )
 
 SLACK_NOT_IN_CHANNEL = (
@@ -107,9 +114,17 @@ def analysis_line(event: Event) -> str:
     return f"🧠 {explanation}" if explanation else f"🧠 {shown(event.caption)}"
 
 
-def take_line(take: Take, number: int) -> str:
-    """``number``: the take's number in its thread (🔁 takes continue the count)."""
-    return f"Take {number} · seed {take.seed} · {take.duration:.1f} s"
+def take_line(take: Take, number: int, *, extends: int = 0, notes: tuple[str, ...] = ()) -> str:
+    """``number``: the take's number in its thread (🔁 takes continue the count); ``extends``:
+    the number of the take it continues; ``notes``: lines the user must read with it."""
+    parts = [f"Take {number}"]
+    if extends:
+        parts.append(f"extended from take {extends}")
+    if take.loop:
+        parts.append("loop")
+    parts.append(f"seed {take.seed}")
+    parts.append(clock(take.length or take.duration) if extends else f"{take.duration:.1f} s")
+    return "\n".join([" · ".join(parts), *(note for note in notes if note)])
 
 
 def shows_take(text: str, take: Take) -> bool:
@@ -130,22 +145,106 @@ def failed_status(job_id: str) -> str:
 
 def too_large(limit_bytes: int) -> str:
     return (
-        f"⚠️ This track doesn't fit this channel's {limit_bytes / 1024 / 1024:.0f} MiB upload limit even at "
+        f"⚠️ This track doesn't fit this channel's {_size(limit_bytes)} upload limit even at "
         "the lowest quality. Ask for a shorter duration."
     )
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:.0f} MiB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KiB"
 
 
 def not_a_result() -> str:
     return "🔁 works on a TexTuneS result or status message, and only for a day after it was made."
 
 
-def filename(caption: str, take: int) -> str:
-    """``textunes-<slug>-<n>.mp3``: a short ASCII slug of the caption and the take's number
-    in its thread, so no two takes in a thread share a name (a repeated post is found by it)."""
+# ---- 🔁, ➕ and 🔂 on a posted take ------------------------------------------------------------
+def follow_up_line(action: str, caption: str, *, source: int = 0, seconds: float = 0.0) -> str:
+    """The status line of a job made from a posted one (the platform adds who asked)."""
+    if action == "extend":
+        return f"➕ Extending take {source} by {seconds:g} s: 🎼 {shown(caption)}"
+    if action == "loop":
+        return f"🔂 A loop of take {source}: 🎼 {shown(caption)}"
+    return f"🔁 Another take: 🎼 {shown(caption)}"
+
+
+def request_expired() -> str:
+    return ("⚠️ This track is more than a day old: its request is no longer kept, so 🔁, ➕ and 🔂 can't use "
+            "it. Start again with `/tune`.")
+
+
+def needs_a_take(emoji: str, label: str) -> str:
+    return f"{emoji} {label} works on a take (a message with its file): use it there."
+
+
+def tokens_expired(number: int) -> str:
+    return (f"⚠️ Take {number} can no longer be extended: what it was made from is kept for a day. "
+            "🔁 makes a new take of the same request.")
+
+
+def at_maximum(number: int, length: float, limits: Limits, step_s: float) -> str:
+    return (f"⚠️ Take {number} is already {clock(length)} long. Extending adds {limits.min_duration:g} to "
+            f"{step_s:g} seconds, and a track can be at most {clock(limits.max_duration)} ({limits.max_duration:g} s).")
+
+
+def already_a_loop(number: int) -> str:
+    return f"Take {number} is a loop already; 🔁 makes another one."
+
+
+def melody_expired() -> str:
+    return ("⚠️ The melody clip this track followed is no longer kept (clips are kept for a day). "
+            "Attach it again with a new request.")
+
+
+NO_MELODY_WORKER = ("⚠️ No worker here can follow a melody right now (none has a melody model running). "
+                    "Try again later, or ask without the melody.")
+
+MELODY_NEEDS_WORDS = ("Tell me what to play with your melody: mention me with a few words about the music "
+                      "in the same message as the audio file.")
+
+
+def melody_download_failed(filename: str) -> str:
+    return f"⚠️ I couldn't download {filename}. Attach it again and retry."
+
+
+def filename(caption: str, take: int, audio_format: str = "mp3", *, loop: bool = False) -> str:
+    """``textunes-<slug>-<n>.mp3`` (``.flac``, ``.wav``; ``-<n>-loop.flac`` for a loop): a short
+    ASCII slug of the caption and the take's number in its thread, so no two takes in a thread
+    share a name (a repeated post is found by it)."""
     text = unicodedata.normalize("NFKD", caption).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     slug = "-".join(slug.split("-")[:6])[:48].strip("-") or "track"
-    return f"textunes-{slug}-{take}.mp3"
+    return f"textunes-{slug}-{take}{'-loop' if loop else ''}.{audio_format}"
+
+
+def preview_name(audio_name: str) -> str:
+    """The take's waveform picture: its file name with ``.png``."""
+    return audio_name.rpartition(".")[0] + ".png"
+
+
+def is_take_file(name: str, wanted: str) -> bool:
+    """Whether an uploaded file ``name`` is the take ``wanted`` names, in whatever audio format
+    it went out (a WAV over the upload limit goes out as FLAC or MP3)."""
+    stem, _, extension = name.rpartition(".")
+    return extension in AUDIO_FORMATS and stem == wanted.rpartition(".")[0]
+
+
+def fit_note(asked: str, sent: str, bitrate_kbps: int, limit_bytes: int, *, loop: bool) -> str:
+    """Why a take went out in another format (or at a lower bitrate) than it was made in."""
+    limit = f"this channel's {_size(limit_bytes)} upload limit"
+    if sent == asked:
+        return f"ℹ️ Re-encoded at {bitrate_kbps} kbps to fit {limit}."
+    what = f"an MP3 ({bitrate_kbps} kbps)" if sent == "mp3" else f"a {sent.upper()} (the same audio, lossless)"
+    note = f"ℹ️ The {asked.upper()} was over {limit}, so this is {what}."
+    if loop and sent == "mp3":
+        note += " MP3 players may leave a short gap where the loop repeats."
+    return note
+
+
+def clock(seconds: float) -> str:
+    """``m:ss`` (a track's length as players show it)."""
+    whole = int(round(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
 
 
 def _duration(seconds: float) -> str:

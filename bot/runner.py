@@ -4,14 +4,22 @@ What is still unfinished then is posted by the next process. A second signal sto
 
 Kubernetes sends SIGTERM and kills ``terminationGracePeriodSeconds`` (30 s by default) later:
 keep the grace period a few seconds under it (25 s by default).
+
+While a bot runs, ``serving_health`` serves its metrics and health on ``TEXTUNES_METRICS_PORT``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+
+from worker import metrics
+from worker.queue import JobQueue
+from worker.redis_check import log_redis_warnings
+from worker.settings import Settings
 
 log = logging.getLogger("textunes.bot")
 
@@ -52,3 +60,20 @@ async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[int]], *
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+
+
+@contextlib.contextmanager
+def serving_health(settings: Settings, queue: JobQueue, health: metrics.Health, connected_check: str,
+                   connected: Callable[[], bool], logger: logging.Logger) -> Iterator[None]:
+    """At a bot's start: warn about a Redis that can lose jobs, then serve ``/metrics``,
+    ``/healthz`` (``health`` beats from the event pump) and ``/readyz`` (Redis answers, and
+    ``connected``: the bot's connection to its platform) until the block ends."""
+    log_redis_warnings(queue.redis, logger)
+    health.add_check("redis reachable", metrics.redis_reachable(settings.redis_url))
+    health.add_check(connected_check, connected)
+    server = metrics.serve(health, settings)
+    try:
+        yield
+    finally:
+        if server is not None:
+            server.close()

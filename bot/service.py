@@ -1,4 +1,5 @@
-"""Platform-neutral chat logic: taking requests, regenerating, and delivering results.
+"""Platform-neutral chat logic: taking requests, new takes, extensions and loops of posted
+takes (``TuneService.follow_up``), and delivering results.
 
 A platform module (Discord, Slack) turns its events into calls on ``TuneService`` and
 implements ``ChatOutput``; ``EventPump`` reads the platform's event stream and calls it.
@@ -20,22 +21,42 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from bot import replies
-from bot.links import MessageLinks
-from bot.posting import FIRST_TAKE, Busy, PostingRecord, Takes, Unpostable, take_number
+from bot.followups import EXTEND, EXTEND_BY_S, LOOP, Action, FollowUp, extension_seconds
+from bot.links import MessageLinks, Shown
+from bot.posting import EXTENDS, FIRST_TAKE, Busy, PostingRecord, Takes, Unpostable, take_number
 from bot.ratelimit import RateLimiter
+from bot.seen import SeenEvents
 from bot.status import StatusMessages
+from bot.uploads import TakePost, take_post
+from pipeline.audio_fit import TooLargeForLimit
 from pipeline.brief import brief_from_tags
+from pipeline.melody import prepare_clip
 from pipeline.models import TuneRequest
 from pipeline.validation import InvalidRequest, validate
-from worker.queue import Event, Job, JobQueue, ReplyTo, Take
+from worker import metrics
+from worker.queue import Event, Job, JobQueue, ReplyTo, Take, TakeRef, request_kind
 from worker.settings import Settings
+from worker.tokens import BadTokens, codes_from_bytes
 
 log = logging.getLogger("textunes.bot")
 T = TypeVar("T")
 
+DOUBLE_CLICK_S = 5  # a second click on the same button within this long makes nothing more
+FRAME_RATE = 50  # token frames per second of music (MusicGen's EnCodec)
+
 
 class Refused(Exception):
-    """The request can't be taken now; ``str(error)`` is the reply for the user."""
+    """The request can't be taken now; ``str(error)`` is the reply for the user. ``outcome``
+    is how the request metrics count it: ``refused``, ``rate_limited`` or ``invalid``."""
+
+    def __init__(self, message: str, outcome: str = "refused") -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+
+def outcome_of(error: Exception) -> str:
+    """The request metrics' outcome of a request a handler could not take."""
+    return error.outcome if isinstance(error, Refused) else "invalid"
 
 
 @dataclass
@@ -59,25 +80,36 @@ class TuneService:
         )
         self.links = MessageLinks(queue)
         self.record = PostingRecord(queue.redis, prefix=queue.prefix, ttl_s=queue.audio_ttl_s)
+        self.clicks = SeenEvents(queue.redis, prefix=queue.prefix, ttl_s=DOUBLE_CLICK_S)
 
     def check(self, request: TuneRequest) -> TuneRequest:
         """Validate without submitting (raises InvalidRequest with the user's message)."""
         return validate(request, self.settings.limits)
 
-    async def submit(self, platform: str, user_id: str, request: TuneRequest, reply_to: ReplyTo,
-                     *, parent_job_id: str | None = None) -> Submission:
-        """Validate, apply the rate limit and queue cap, and enqueue.
+    def refused(self, platform: str, kind: str, user_id: str, where: str, error: Exception) -> None:
+        """Log and count a request a handler answered with ``error`` instead of queueing it."""
+        log.info("%s by user %s not queued: %s", where, user_id, error)
+        metrics.count_request(platform, kind, outcome_of(error))
 
-        Raises InvalidRequest (bad input) or Refused (rate limit, full queue)."""
-        request = self.check(request)
-        depth = await asyncio.to_thread(self.queue.depth)
-        if depth >= self.settings.queue_cap:
-            raise Refused(replies.queue_full(depth))
-        wait = await asyncio.to_thread(self.limiter.take, f"{platform}:{user_id}")
-        if wait is not None:
-            raise Refused(replies.rate_limited(wait, self.settings.rate_limit_requests, self.settings.rate_limit_window_s))
+    async def submit(self, platform: str, user_id: str, request: TuneRequest, reply_to: ReplyTo,
+                     *, parent_job_id: str | None = None, extend: TakeRef | None = None,
+                     melody: bytes | None = None) -> Submission:
+        """Validate, apply the rate limit and queue cap, and enqueue (``extend``: continue that
+        take; ``melody``: a clip from ``prepare_melody`` to follow).
+
+        Raises InvalidRequest (bad input) or Refused (rate limit, full queue); counts the
+        request's outcome either way."""
+        kind = request_kind(request, parent_job_id=parent_job_id, extend=extend)
+        try:
+            request = self.check(request)
+            await self._admit(platform, user_id, use=True)
+        except (InvalidRequest, Refused) as error:
+            metrics.count_request(platform, kind, outcome_of(error))
+            raise
         reply_to = await asyncio.to_thread(self._numbered, reply_to, request.takes)
-        job = await asyncio.to_thread(self.queue.submit, request, reply_to, parent_job_id=parent_job_id)
+        job = await asyncio.to_thread(self.queue.submit, request, reply_to, parent_job_id=parent_job_id,
+                                      extend=extend, melody=melody)
+        metrics.count_request(platform, job.kind, "queued")
         position = await asyncio.to_thread(self.queue.position, job.job_id)
         return Submission(job, position, preview_caption(request))
 
@@ -93,32 +125,99 @@ class TuneService:
     async def precheck(self, platform: str, user_id: str) -> None:
         """Raise Refused when ``submit`` would refuse now (queue cap, rate limit), using nothing:
         lets a frontend answer privately before it posts anything public."""
+        await self._admit(platform, user_id, use=False)
+
+    async def _admit(self, platform: str, user_id: str, *, use: bool) -> None:
+        """The queue cap, then the user's rate limit (one request used when ``use``)."""
         depth = await asyncio.to_thread(self.queue.depth)
+        metrics.set_queue_depth(depth)
         if depth >= self.settings.queue_cap:
             raise Refused(replies.queue_full(depth))
-        wait = await asyncio.to_thread(self.limiter.peek, f"{platform}:{user_id}")
+        limiter = self.limiter.take if use else self.limiter.peek
+        wait = await asyncio.to_thread(limiter, f"{platform}:{user_id}")
         if wait is not None:
-            raise Refused(replies.rate_limited(wait, self.settings.rate_limit_requests, self.settings.rate_limit_window_s))
+            raise Refused(replies.rate_limited(wait, self.settings.rate_limit_requests,
+                                               self.settings.rate_limit_window_s), "rate_limited")
 
-    async def regenerate(self, platform: str, user_id: str, message_id: str,
-                         reply_to: ReplyTo | None = None) -> Submission | None:
-        """A new take of the request behind a posted message, with a new seed; None when the
-        message isn't a (still remembered) TexTuneS result or status."""
-        job = await asyncio.to_thread(self.links.job_for_message, platform, message_id)
+    # ---- melodies ------------------------------------------------------------------------
+    async def melody_ready(self) -> None:
+        """Raise Refused at once when no live worker follows melodies."""
+        if not await asyncio.to_thread(self.queue.melody_workers):
+            raise Refused(replies.NO_MELODY_WORKER)
+
+    @staticmethod
+    async def prepare_melody(data: bytes, filename: str) -> bytes:
+        """The clip to queue with a request (raises BadMelody with the user's reply)."""
+        return await asyncio.to_thread(prepare_clip, data, filename=filename)
+
+    # ---- 🔁, ➕, 🔂 -------------------------------------------------------------------------
+    async def shown(self, platform: str, message_id: str) -> Shown | None:
+        return await asyncio.to_thread(self.links.shown, platform, message_id)
+
+    async def first_click(self, platform: str, user_id: str, action: Action, shown: Shown) -> bool:
+        """False for the same user's second click on the same button within a few seconds
+        (a double click makes one job)."""
+        return await asyncio.to_thread(self.clicks.first, platform, f"click:{user_id}:{action.name}:{shown.encode()}")
+
+    async def follow_up(self, platform: str, user_id: str, action: Action, shown: Shown) -> FollowUp:
+        """What ``action`` on a message showing ``shown`` would queue: a new take of its request
+        (new seed), the take extended (its tokens continued by 30 s or what the maximum leaves;
+        not a loop, as ``worker.extend`` makes it), or a loop of the take (same request and
+        seed, ``loop``). Raises Refused with the
+        user's reply when it can't be done; uses none of the user's requests."""
+        job = await asyncio.to_thread(self.queue.get_job, shown.job_id)
         if job is None:
-            return None
-        request = replace(job.request, seed=None, takes=1)
-        return await self.submit(platform, user_id, request, reply_to or job.reply_to, parent_job_id=job.job_id)
+            raise Refused(replies.request_expired())
+        plan = await self._plan(action, job, shown)
+        if job.melody_key and action is not EXTEND:  # a new take or loop follows the same tune
+            plan.melody = await asyncio.to_thread(self.queue.load_melody, job.melody_key)
+            if plan.melody is None:
+                raise Refused(replies.melody_expired())
+            await self.melody_ready()
+        await self.precheck(platform, user_id)
+        return plan
+
+    async def _plan(self, action: Action, job: Job, shown: Shown) -> FollowUp:
+        # a new take or a loop of an extension continues the same take again
+        extends = int(job.reply_to.extra.get(EXTENDS) or 0) if job.extend else 0
+        if action is not EXTEND and action is not LOOP:  # a new take: the request again, a new seed
+            return FollowUp(action, job, replace(job.request, seed=None, takes=1), extend=job.extend, extends=extends)
+        if shown.take < 1:
+            raise Refused(replies.needs_a_take(action.emoji, action.label), "invalid")
+        number = take_number(job.reply_to, shown.take)
+        if action is LOOP:
+            if job.request.loop:
+                raise Refused(replies.already_a_loop(number), "invalid")
+            seed = job.seeds[shown.take - 1] if shown.take <= len(job.seeds) else None
+            return FollowUp(action, job, replace(job.request, loop=True, takes=1, seed=seed), extend=job.extend,
+                            source=number, extends=extends)
+        tokens = await asyncio.to_thread(self.queue.load_tokens, self.queue.tokens_key(job.job_id, shown.take))
+        try:  # the track an extension continues is the take's tokens (for a loop, more than the loop)
+            length = codes_from_bytes(tokens or b"").shape[1] / FRAME_RATE
+        except BadTokens:
+            raise Refused(replies.tokens_expired(number)) from None
+        more = extension_seconds(length, self.settings.limits)
+        if more is None:
+            raise Refused(replies.at_maximum(number, length, self.settings.limits, EXTEND_BY_S), "invalid")
+        return FollowUp(action, job, replace(job.request, duration=more, takes=1, seed=None, loop=False),
+                        extend=TakeRef(job.job_id, shown.take), source=number, extends=number)
+
+    async def submit_follow_up(self, platform: str, user_id: str, plan: FollowUp, reply_to: ReplyTo) -> Submission:
+        """Queue what ``follow_up`` planned; its takes go where ``reply_to`` says."""
+        if plan.extends:
+            reply_to = replace(reply_to, extra={**reply_to.extra, EXTENDS: plan.extends})
+        return await self.submit(platform, user_id, plan.request, reply_to, parent_job_id=plan.job.job_id,
+                                 extend=plan.extend, melody=plan.melody)
 
     async def link(self, platform: str, message_id: str, job_id: str) -> None:
-        await asyncio.to_thread(self.links.link, platform, message_id, job_id)
+        await asyncio.to_thread(self.links.link, platform, message_id, Shown(job_id))
 
     async def submit_and_show(self, output: StatusMessages, request: TuneRequest, reply_to: ReplyTo,
-                              *, status_key: str, where: str) -> None:
+                              *, status_key: str, where: str, melody: bytes | None = None) -> None:
         """Submit for a platform whose status message already exists; show the queue
         position on it, or the reason when a race with the user's other request lost."""
         try:
-            submission = await self.submit(reply_to.platform, reply_to.user_id, request, reply_to)
+            submission = await self.submit(reply_to.platform, reply_to.user_id, request, reply_to, melody=melody)
         except (InvalidRequest, Refused) as error:
             await output.initial_status(reply_to, f"⚠️ {error}")
             return
@@ -127,8 +226,10 @@ class TuneService:
     async def show_queued(self, output: StatusMessages, submission: Submission, *, status_key: str, where: str) -> None:
         """Log the job, link its status message (for 🔁) and show its place in line."""
         job = submission.job
-        log.info("job %s: %s on %s by user %s, %s mode, %d take(s): %s", job.job_id, where, job.reply_to.platform,
-                 job.reply_to.user_id, job.request.mode, job.request.takes, submission.caption)
+        log.info("job %s: %s on %s by user %s, %s mode, %d take(s)%s%s: %s", job.job_id, where, job.reply_to.platform,
+                 job.reply_to.user_id, job.request.mode, job.request.takes,
+                 f", extending {job.extend}" if job.extend else "", ", with a melody" if job.melody_key else "",
+                 submission.caption)
         await self.link(job.reply_to.platform, status_key, job.job_id)
         try:
             await output.initial_status(job.reply_to, submission.status_text)
@@ -149,15 +250,21 @@ class ChatOutput(Protocol):
 
     async def post_text(self, event: Event, text: str) -> str | None: ...
 
-    async def post_take(self, event: Event, take: Take, audio: bytes, filename: str, text: str) -> str | None:
-        """Upload one take; return the posted message's ref (to link 🔁) or None. Raises
-        Unpostable when the take can't be posted on this platform."""
+    def upload_limit(self, event: Event) -> int:
+        """The largest file (all of a message's files together) the job's channel takes."""
+        ...
+
+    async def post_take(self, event: Event, post: TakePost) -> str | None:
+        """Upload one take (its audio, its picture, its buttons); return the posted message's
+        ref (to link 🔁) or None. Raises Unpostable when the take can't be posted on this
+        platform (the pump has already fitted it to ``upload_limit``)."""
         ...
 
     async def find_take(self, event: Event, take: Take, filename: str) -> str | None:
-        """The ref of a message in the job's thread (or channel) that already carries
-        ``filename`` with ``take``'s line (``replies.shows_take``): an earlier attempt landed
-        although its answer was lost. None if none."""
+        """The ref of a message in the job's thread (or channel) that already carries the take
+        ``filename`` names (``replies.is_take_file``: in any audio format) with ``take``'s line
+        (``replies.shows_take``): an earlier attempt landed although its answer was lost.
+        None if none."""
         ...
 
 
@@ -173,11 +280,13 @@ class EventPump:
     max_pause_s = 60.0
 
     def __init__(self, queue: JobQueue, platform: str, consumer: str, output: ChatOutput,
-                 *, progress_interval_s: float = 2.0, block_ms: int = 1000, lease_s: float = 30.0) -> None:
+                 *, progress_interval_s: float = 2.0, block_ms: int = 1000, lease_s: float = 30.0,
+                 health: metrics.Health | None = None) -> None:
         self.queue = queue
         self.platform = platform
         self.consumer = consumer
         self.output = output
+        self.health = health or metrics.Health()  # beats on every turn of the loop (``/healthz``)
         self.progress_interval_s = progress_interval_s
         self.block_ms = block_ms
         self.record = PostingRecord(queue.redis, prefix=queue.prefix, ttl_s=queue.audio_ttl_s, lease_s=lease_s,
@@ -212,6 +321,7 @@ class EventPump:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self.health.beat()
             for event in self._due():
                 if stop.is_set():
                     return
@@ -227,6 +337,7 @@ class EventPump:
             for event in events:
                 if stop.is_set():
                     return  # the rest stay unacknowledged: the next process reads them
+                metrics.observe_event_lag(self.platform, _age_s(event))
                 await self.handle(event)
 
     def _due(self) -> list[Event]:
@@ -274,10 +385,10 @@ class EventPump:
             await self._done(event)
         elif event.type == "failed":
             await self._post_text_once(event, "failed", replies.failed_line(event))
-            await self._final_status(event, replies.failed_status(event.job_id))
+            await self._final_status(event, replies.failed_status(event.job_id), outcome="failed")
         elif event.type == "cancelled":
             await _call(self.record.confirm, event.job_id, "cancelled")
-            await self._final_status(event, replies.cancelled_status(event))
+            await self._final_status(event, replies.cancelled_status(event), outcome="cancelled")
 
     async def _done(self, event: Event) -> None:
         take = event.take
@@ -293,7 +404,8 @@ class EventPump:
         """The final status, once every take of the job is posted or settled as lost."""
         total = event.take_count or 1
         if takes.settled(total):
-            await self._final_status(event, replies.done_line(event.caption, takes.posted, total, event.job_id))
+            await self._final_status(event, replies.done_line(event.caption, takes.posted, total, event.job_id),
+                                     outcome="done" if takes.posted == total else "failed", posted=takes.posted > 0)
 
     async def _abandon(self, event: Event) -> None:
         """After the last attempt: a take that never got posted is settled as lost, so the
@@ -309,8 +421,8 @@ class EventPump:
     # ---- posting, once -------------------------------------------------------------------
     async def _post_take(self, event: Event, take: Take) -> Takes:
         job_id, what = event.job_id, f"take-{take.index}"
-        number = take_number(event.reply_to, take)
-        name = replies.filename(event.caption, number)
+        number = take_number(event.reply_to, take.index)
+        name = replies.filename(event.caption, number, take.format, loop=take.loop)
         async with self._leased(job_id, what) as settled:
             if settled:
                 return await _call(self.record.takes, job_id)
@@ -318,18 +430,41 @@ class EventPump:
             if await _call(self.record.tried, job_id, what):  # an earlier attempt may have landed
                 ref = await self._find(event, take, name)
             if ref is None:
-                audio = await asyncio.to_thread(self.queue.load_audio, take.audio_key)
-                if audio is None:
-                    await self._post_text_once(event, f"expired-{take.index}", replies.expired_line(number, job_id))
-                    return await _call(self.record.give_up, job_id, what, "the audio expired")
+                post = await self._take_post(event, take, number)
+                if isinstance(post, str):  # expired, or too large for the channel: the user was told
+                    return await _call(self.record.give_up, job_id, what, post)
                 await _call(self.record.trying, job_id, what)
                 try:
-                    ref = await self.output.post_take(event, take, audio, name, replies.take_line(take, number)) or ""
+                    ref = await self.output.post_take(event, post) or ""
                 except Unpostable as why:
                     return await _call(self.record.give_up, job_id, what, str(why))
+                except Exception:
+                    metrics.count_upload(self.platform, ok=False)
+                    raise
+                metrics.count_upload(self.platform, ok=True)
             if ref:
-                await _call(self.links.link, self.platform, ref, job_id)
-            return await _call(self.record.confirm, job_id, what, ref, drop=(take.audio_key,))
+                await _call(self.links.link, self.platform, ref, Shown(job_id, take.index))
+            drop = tuple(key for key in (take.audio_key, take.preview_key) if key)
+            return await _call(self.record.confirm, job_id, what, ref, drop=drop)
+
+    async def _take_post(self, event: Event, take: Take, number: int) -> TakePost | str:
+        """The take's message, its audio fitted to the channel's upload limit; or, when it
+        can't be posted, why (after telling the user in the thread)."""
+        audio = await _call(self.queue.load_audio, take.audio_key)
+        if audio is None:
+            await self._post_text_once(event, f"expired-{take.index}", replies.expired_line(number, event.job_id))
+            return "the audio expired"
+        preview = await _call(self.queue.load_preview, take.preview_key) if take.preview_key else None
+        limit = self.output.upload_limit(event)
+        try:
+            return await asyncio.to_thread(
+                take_post, take, job_id=event.job_id, caption=event.caption, number=number, audio=audio,
+                preview=preview, limit_bytes=limit, extends=int(event.reply_to.extra.get(EXTENDS) or 0))
+        except TooLargeForLimit:
+            log.info("job %s: take %d (%d bytes of %s) doesn't fit the %d-byte upload limit even as an MP3",
+                     event.job_id, take.index, len(audio), take.format, limit)
+            await self._post_text_once(event, f"too-large-{take.index}", replies.too_large(limit))
+            return "over the upload limit"
 
     async def _find(self, event: Event, take: Take, name: str) -> str | None:
         """Look in the thread for a take an earlier attempt may have posted. If the platform
@@ -369,6 +504,7 @@ class EventPump:
     async def _keep_lease(self, job_id: str, what: str) -> None:
         while True:
             await asyncio.sleep(self.record.lease_s / 3)
+            self.health.beat()  # a long upload is the loop at work, not a stall
             try:
                 if not await _call(self.record.renew, job_id, what):
                     log.warning("job %s: the lease on %s ran out while posting it", job_id, what)
@@ -391,14 +527,27 @@ class EventPump:
         except Exception:  # a missed progress edit is harmless; never retry it
             log.warning("job %s: status update failed", event.job_id, exc_info=True)
 
-    async def _final_status(self, event: Event, text: str) -> None:
+    async def _final_status(self, event: Event, text: str, *, outcome: str, posted: bool = False) -> None:
         """The last edit of the status message, once: after every take is settled, or on
-        failure or cancellation. A failed edit fails the event, so it is retried."""
+        failure or cancellation. A failed edit fails the event, so it is retried. Counts the
+        request's ``outcome`` (and, when takes were ``posted``, its time to result)."""
         if await _call(self.record.settled, event.job_id, "status"):
             return
         await self.output.update_status(event, text)
         await _call(self.record.confirm, event.job_id, "status")
         self._last_status.pop(event.job_id, None)
+        job = await _call(self.queue.get_job, event.job_id)
+        metrics.count_request(self.platform, job.kind if job else "unknown", outcome)
+        if job is not None and posted:
+            metrics.observe_time_to_result(self.platform, time.time() - job.created_at)
+
+
+def _age_s(event: Event) -> float:
+    """Seconds since the event was published: its stream id is the time Redis added it, in ms."""
+    try:
+        return time.time() - int(event.event_id.partition("-")[0]) / 1000
+    except ValueError:
+        return 0.0
 
 
 async def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -25,13 +25,19 @@ class BadMelody(ValueError):
     """An upload that can't be a melody clip; ``str(error)`` is the reply for the user."""
 
 
+def check_size(size: int, *, filename: str = "the file") -> None:
+    """Refuse an upload by its size: a frontend calls it with the size the chat service
+    declares, before downloading the file."""
+    if size == 0:
+        raise BadMelody(f"{filename} is empty. Attach a WAV, FLAC, OGG or MP3 of the tune (up to 10 MB).")
+    if size > MAX_UPLOAD_BYTES:
+        raise BadMelody(f"{filename} is {size / 1024 / 1024:.1f} MB; a melody clip can be at most 10 MB. "
+                        "Send a shorter clip (the first 30 s are used).")
+
+
 def prepare_clip(data: bytes, *, filename: str = "the file") -> bytes:
     """Check and shorten an uploaded WAV/FLAC/OGG/MP3: mono 32 kHz FLAC of its first 30 s."""
-    if len(data) == 0:
-        raise BadMelody(f"{filename} is empty. Attach a WAV, FLAC, OGG or MP3 of the tune (up to 10 MB).")
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise BadMelody(f"{filename} is {len(data) / 1024 / 1024:.1f} MB; a melody clip can be at most 10 MB. "
-                        "Send a shorter clip (the first 30 s are used).")
+    check_size(len(data), filename=filename)
     try:
         samples, rate = read_audio(data)
     except UnreadableAudio:

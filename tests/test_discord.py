@@ -28,6 +28,9 @@ from worker.queue import JobQueue
 from worker.settings import Settings
 
 
+NO_PERSISTENCE = "Redis keeps nothing on disk"
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1_000_000.0
@@ -42,6 +45,7 @@ class Harness:
     redis_url: str
     clock: FakeClock = field(default_factory=FakeClock)
     running: list[tuple[TexTunesBot, asyncio.Task[None], JobQueue]] = field(default_factory=list)
+    expected_logs: list[str] = field(default_factory=list)  # warnings a test provokes on purpose
 
     async def start_bot(self, *, consumer: str = "discord-test", guild: bool = True, **settings: Any) -> TexTunesBot:
         options = {"redis_url": self.redis_url, "discord_token": self.fake.bot_token, "progress_interval_s": 0.0,
@@ -95,7 +99,8 @@ async def harness(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
         await fake.stop()
         for logger in loggers:
             logger.removeHandler(catcher)
-    problems = [f"{r.name}: {r.getMessage()}" for r in catcher.records]
+    problems = [f"{r.name}: {r.getMessage()}" for r in catcher.records
+                if not any(expected in r.getMessage() for expected in h.expected_logs)]
     assert not problems, "warnings or errors were logged:\n" + "\n".join(problems)
     assert not fake.unhandled, f"the bot called REST routes the fake doesn't know: {fake.unhandled}"
 
@@ -113,8 +118,16 @@ async def test_tune_defers_then_status_thread_and_takes_arrive(harness: Harness)
     await harness.start_bot()
     assert fake.command_scope == f"guild:{fake.guild_id}"
     tune = next(c for c in fake.commands if c["name"] == "tune")
-    names = {o["name"] for o in tune["options"]}
-    assert names == {"prompt", "genre", "mood", "instruments", "tempo", "duration", "takes", "seed"}
+    options = {o["name"]: o for o in tune["options"]}
+    assert set(options) == {"prompt", "genre", "mood", "instruments", "tempo", "duration", "takes", "seed",
+                            "loop", "format", "melody"}
+    assert (options["loop"]["type"], options["format"]["type"], options["melody"]["type"]) == (5, 3, 11)  # bool, str, file
+    assert [c["value"] for c in options["format"]["choices"]] == ["mp3", "flac", "wav"]
+    # Korean names and descriptions, for users whose Discord is in Korean (as the inline syntax's 장르:, 루프:…)
+    korean = {name: o["name_localizations"]["ko"] for name, o in options.items()}
+    assert (korean["genre"], korean["mood"], korean["loop"], korean["format"], korean["melody"]) == (
+        "장르", "분위기", "루프", "형식", "멜로디")
+    assert all(o["description_localizations"]["ko"] for o in options.values())
     durations = [c["value"] for o in tune["options"] if o["name"] == "duration" for c in o["choices"]]
     assert durations and max(durations) == 180  # the configured maximum (TEXTUNES_MAX_DURATION, 180 by default)
 
@@ -133,7 +146,7 @@ async def test_tune_defers_then_status_thread_and_takes_arrive(harness: Harness)
     assert "lo-fi" in status.content and "2 takes ready" in status.content
     seeds = set()
     for n, message in enumerate(sorted(takes, key=lambda m: int(m.id)), start=1):
-        (name, data), = message.files.items()
+        name, data = message.audio()
         assert re.fullmatch(rf"textunes-[a-z0-9-]+-{n}\.mp3", name)
         assert decodes(data) > 1.0
         match = re.search(r"Take (\d) · seed (\d+) · 10\.0 s", message.content)
@@ -312,7 +325,7 @@ async def test_a_take_over_the_upload_limit_is_reencoded_or_explained(
         await fake.slash("tune", {"genre": "Jazz"})
         thread_id = (await fake.wait_for(fake.threads, what="a thread"))[0]
         take = (await fake.wait_for(lambda: fake.with_files(thread_id), what="the take"))[0]
-        (data,) = take.files.values()
+        _, data = take.audio()
         assert len(data) <= 30_000 and decodes(data) > 1.5
 
         fake.attachment_size_limit = 3_000  # not even the lowest bitrate fits
@@ -473,7 +486,7 @@ async def test_end_to_end_with_the_real_worker(harness: Harness, real_worker: An
     await fake.slash("tune", {"genre": "Jazz", "duration": 5})
     thread_id = (await fake.wait_for(fake.threads, what="a thread"))[0]
     take = (await fake.wait_for(lambda: fake.with_files(thread_id), timeout=240, what="the take"))[0]
-    (data,) = take.files.values()
+    _, data = take.audio()
     assert decodes(data) > 4.0
 
 
@@ -530,6 +543,7 @@ async def test_serve_exits_cleanly_on_sigterm_and_says_when_the_token_is_wrong(
     from bot.discord_bot import _serve
 
     fake = harness.fake
+    harness.expected_logs.append(NO_PERSISTENCE)  # the test Redis keeps nothing on disk: the bot says so at start
     settings = Settings(redis_url=harness.redis_url, discord_token=fake.bot_token)
     with JobQueue.from_url(harness.redis_url) as queue:
         serving = asyncio.create_task(_serve(settings, queue, fake.guild_id, True))

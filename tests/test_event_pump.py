@@ -13,8 +13,10 @@ from collections.abc import Callable
 import pytest
 
 from bot import replies
+from bot.links import MessageLinks, Shown
 from bot.posting import Busy, PostingRecord, Unpostable, take_number
 from bot.service import EventPump
+from bot.uploads import TakePost
 from worker.queue import Event, JobQueue, ReplyTo, Take
 
 REPLY_TO = ReplyTo(platform="chat", channel_id="channel-1", thread_id="thread-1", message_id="status-1")
@@ -33,6 +35,7 @@ class Chat:
         self.lose_answers = lose_answers  # the next posts land, but the answer never comes back
         self.gate: asyncio.Event | None = None  # while set to an unset event, uploads wait on it
         self.uploading = asyncio.Event()
+        self.limit = 10 * 1024 * 1024
 
     async def update_status(self, event: Event, text: str) -> None:
         self.statuses.append(text)
@@ -41,7 +44,10 @@ class Chat:
         self.texts.append(text)
         return f"text-{len(self.texts)}"
 
-    async def post_take(self, event: Event, take: Take, audio: bytes, filename: str, text: str) -> str | None:
+    def upload_limit(self, event: Event) -> int:
+        return self.limit
+
+    async def post_take(self, event: Event, post: TakePost) -> str | None:
         self.uploading.set()
         if self.gate is not None:
             await self.gate.wait()
@@ -49,8 +55,8 @@ class Chat:
             self.fail_posts -= 1
             raise ConnectionError("chat service unavailable")
         ref = f"msg-{len(self.posted) + 1}"
-        self.posted.append((take.index, filename, audio, ref))
-        self.lines[ref] = text
+        self.posted.append((post.shown.take, post.audio.name, post.audio.data, ref))
+        self.lines[ref] = post.text
         if self.lose_answers:
             self.lose_answers -= 1
             raise TimeoutError("the post landed but its answer was lost")
@@ -59,7 +65,7 @@ class Chat:
     async def find_take(self, event: Event, take: Take, filename: str) -> str | None:
         self.lookups += 1
         return next((ref for _, name, _, ref in self.posted
-                     if name == filename and replies.shows_take(self.lines[ref], take)), None)
+                     if replies.is_take_file(name, filename) and replies.shows_take(self.lines[ref], take)), None)
 
     def names(self) -> list[str]:
         return [name for _, name, _, _ in self.posted]
@@ -94,7 +100,7 @@ async def test_final_status_comes_with_the_last_take_and_each_take_is_posted_onc
     await pump.handle(second)  # redelivered
     assert chat.names() == ["textunes-calm-piano-1.mp3", "textunes-calm-piano-2.mp3"]
     assert final(chat) == ["✅ calm piano — 2 takes ready. React 🔁 for another."]
-    assert queue.redis.get(f"{queue.prefix}:msg:chat:msg-2") == b"job1"
+    assert MessageLinks(queue).shown("chat", "msg-2") == Shown("job1", 2)  # 🔁, ➕ on it find take 2
 
 
 async def test_a_posted_take_leaves_redis_but_the_job_record_stays(queue: JobQueue) -> None:
@@ -140,7 +146,7 @@ async def test_a_post_that_landed_although_its_answer_was_lost_is_found_not_post
     await pump.handle(event)
     assert len(chat.posted) == 1 and chat.lookups == 1
     assert final(chat) == ["✅ calm piano — 1 take ready. React 🔁 for another."]
-    assert queue.redis.get(f"{queue.prefix}:msg:chat:msg-1") == b"job3"
+    assert MessageLinks(queue).shown("chat", "msg-1") == Shown("job3", 1)
 
 
 async def test_a_same_named_file_of_another_take_is_not_taken_for_this_one(queue: JobQueue) -> None:
@@ -186,7 +192,7 @@ async def test_a_post_of_a_killed_process_waits_for_its_lease_then_is_looked_for
 
 async def test_a_take_too_large_for_the_platform_is_settled_and_the_status_says_so(queue: JobQueue) -> None:
     class Refusing(Chat):
-        async def post_take(self, event: Event, take: Take, audio: bytes, filename: str, text: str) -> str | None:
+        async def post_take(self, event: Event, post: TakePost) -> str | None:
             raise Unpostable("over the upload limit")
 
     chat = Refusing()
@@ -290,8 +296,8 @@ def test_takes_are_numbered_per_thread(queue: JobQueue) -> None:
     assert record.reserve_numbers("chat", "thread-1", 1) == 3  # a 🔁 take: "Take 3"
     assert record.reserve_numbers("chat", "thread-2", 1) == 1
     take = Take(1, 7, 5.0, "k", 128, 5)
-    assert take_number(ReplyTo(platform="chat", extra={"first_take": 3}), take) == 3
-    assert take_number(ReplyTo(platform="chat"), take) == 1  # a job queued before numbering
+    assert take_number(ReplyTo(platform="chat", extra={"first_take": 3}), take.index) == 3
+    assert take_number(ReplyTo(platform="chat"), take.index) == 1  # a job queued before numbering
 
 
 def test_message_link_finds_the_request_for_regenerate(queue: JobQueue) -> None:
@@ -299,7 +305,8 @@ def test_message_link_finds_the_request_for_regenerate(queue: JobQueue) -> None:
 
     job = queue.submit(*_request())
     links = MessageLinks(queue)
-    links.link("discord", "m42", job.job_id)
+    links.link("discord", "m42", Shown(job.job_id, 1))
+    assert links.shown("discord", "m42") == Shown(job.job_id, 1)
     found = links.job_for_message("discord", "m42")
     assert found is not None and found.request.prompt == "calm piano"
     assert links.job_for_message("discord", "unknown") is None
@@ -316,3 +323,36 @@ def _request():  # type: ignore[no-untyped-def]
     from pipeline.models import TuneRequest
 
     return TuneRequest(prompt="calm piano"), REPLY_TO
+
+
+# ---- what the pump counts (the bots' /metrics) ------------------------------------------------
+def counted(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_pump_counts_uploads_failures_and_how_each_request_ended(queue: JobQueue) -> None:
+    from pipeline.models import TuneRequest
+
+    uploads, failures = (counted("textunes_uploads_total", platform="chat"),
+                         counted("textunes_upload_failures_total", platform="chat"))
+    outcome = {name: counted("textunes_requests_total", platform="chat", kind=kind, outcome=name)
+               for name, kind in (("done", "tags"), ("cancelled", "regenerate"), ("failed", "tags"))}
+    results = counted("textunes_time_to_result_seconds_count", platform="chat")
+    chat = Chat(fail_posts=1)
+    pump = EventPump(queue, "chat", "c1", chat, progress_interval_s=0)
+    done = queue.submit(TuneRequest(prompt="calm piano"), REPLY_TO)
+    [event] = done_events(queue, done.job_id, 1)
+    await pump.handle(event)  # the upload fails…
+    await pump.handle(event)  # …and is posted on the retry
+    cancelled = queue.submit(TuneRequest(prompt="calm piano"), REPLY_TO, parent_job_id=done.job_id)
+    await pump.handle(Event(type="cancelled", job_id=cancelled.job_id, reply_to=REPLY_TO, error="Cancelled."))
+    failed = queue.submit(TuneRequest(prompt="calm piano"), REPLY_TO)
+    await pump.handle(Event(type="failed", job_id=failed.job_id, reply_to=REPLY_TO, error="It broke."))
+    await pump.handle(Event(type="failed", job_id=failed.job_id, reply_to=REPLY_TO, error="It broke."))  # again
+    assert counted("textunes_uploads_total", platform="chat") - uploads == 1
+    assert counted("textunes_upload_failures_total", platform="chat") - failures == 1
+    for name, kind in (("done", "tags"), ("cancelled", "regenerate"), ("failed", "tags")):
+        assert counted("textunes_requests_total", platform="chat", kind=kind, outcome=name) - outcome[name] == 1
+    assert counted("textunes_time_to_result_seconds_count", platform="chat") - results == 1  # the posted one

@@ -6,14 +6,14 @@ import json
 import re
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
+from tests.endpoints import get as get_from
+from tests.endpoints import sample
 from worker import metrics
 from worker.local_redis import free_port
 from worker.metrics import Health, MetricsServer, redis_reachable
@@ -31,11 +31,7 @@ class Clock:
 
 
 def get(server: MetricsServer, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}{path}", timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+    return get_from(server.port, path)
 
 
 @pytest.fixture
@@ -53,15 +49,6 @@ def server(health: Health) -> Iterator[MetricsServer]:
     started = MetricsServer(health, 0, host="127.0.0.1").start()
     yield started
     started.close()
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one series in Prometheus text format (0 when absent)."""
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{{wanted}}} " if labels else f"{name} "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_metrics_endpoint_exposes_what_workers_and_bots_record(server: MetricsServer) -> None:

@@ -212,8 +212,9 @@ class DiscordRig:
 
     def takes(self) -> list[tuple[int, str]]:
         thread = self.fake.threads()[0]
-        return [(i, name) for i, (kind, message_id, channel) in enumerate(self.fake.timeline)
-                if kind == "message" and channel == thread for name in self.fake.messages[message_id].files]
+        return [(i, self.fake.messages[message_id].audio()[0]) for i, (kind, message_id, channel)
+                in enumerate(self.fake.timeline) if kind == "message" and channel == thread
+                and self.fake.messages[message_id].files]
 
     def first_done_edit(self) -> int | None:
         assert self.interaction is not None
@@ -223,6 +224,9 @@ class DiscordRig:
 
     def check(self) -> None:
         assert not self.fake.unhandled, self.fake.unhandled
+        for message in self.fake.with_files(self.fake.threads()[0]):  # each take with its picture and buttons
+            assert sorted(name.rpartition(".")[2] for name in message.files) == ["mp3", "png"]
+            assert [message.button(label) for label in ("New take", "Extend", "Loop")]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -292,6 +296,10 @@ class SlackRig:
     def check(self) -> None:
         assert not self.fake.unhandled and not self.fake.markup_problems
         assert len(self.fake.called("files.completeUploadExternal")) == 2  # one completed upload per take
+        assert self.parent is not None
+        # each take's buttons once, also when the process that uploaded it died before it posted them
+        buttons = [m for m in self.fake.in_thread(self.fake.channel_id, self.parent.ts) if m.blocks]
+        assert sorted(m.buttons()["➕ Extend"]["value"].split(":")[1] for m in buttons) == ["1", "2"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)

@@ -35,6 +35,7 @@ from worker.queue import JobQueue
 from worker.settings import Settings
 
 ALICE, BOB = "U0ALICE", "U0BOB"
+NO_PERSISTENCE = "Redis keeps nothing on disk"
 HELP = mrkdwn(replies.SLACK_HELP)  # as Slack gets it: `/tune &lt;words&gt;`
 
 
@@ -44,7 +45,8 @@ class Harness:
     redis_url: str
     apps: list[tuple[SlackTunes, web.AppRunner, JobQueue]] = field(default_factory=list)
     socket_runs: list[tuple[asyncio.Task[int], asyncio.Event, JobQueue]] = field(default_factory=list)
-    expected_logs: list[str] = field(default_factory=list)  # warnings a test provokes on purpose
+    # warnings a test provokes on purpose; every start of ``serve`` says the test Redis keeps nothing on disk
+    expected_logs: list[str] = field(default_factory=lambda: [NO_PERSISTENCE])
 
     def settings(self, **overrides: Any) -> Settings:
         options = {"redis_url": self.redis_url, "slack_bot_token": self.fake.bot_token,
@@ -126,6 +128,7 @@ async def harness(redis_url: str) -> AsyncIterator[Harness]:
     assert not problems, "warnings or errors were logged:\n" + "\n".join(problems)
     assert not fake.unhandled, f"the app called Web API methods the fake doesn't know: {fake.unhandled}"
     assert not fake.markup_problems, f"texts Slack would misread: {fake.markup_problems}"
+    assert not fake.late_acks, f"acknowledged after Slack's 3 seconds: {fake.late_acks}"
 
 
 def decodes(mp3: bytes) -> float:
@@ -161,8 +164,9 @@ async def test_tune_posts_a_parent_and_uploads_each_take_into_its_thread(harness
     for take in takes:
         assert decodes(fake.audio(take)) > 1.0
         assert "20.0 s" in take.text
-    # files_upload_v2's three steps, the raw upload without the bot token
-    assert len(fake.called("files.getUploadURLExternal")) == 2
+    # files_upload_v2's three steps, the raw upload without the bot token; each take's audio and picture
+    assert sorted(c["filename"].rpartition(".")[2] for c in fake.called("files.getUploadURLExternal")) == [
+        "mp3", "mp3", "png", "png"]
     assert not any(u.had_auth_header for u in fake.uploads.values())
     completes = fake.called("files.completeUploadExternal")
     assert {c["thread_ts"] for c in completes} == {parent.ts} and {c["channel_id"] for c in completes} == {fake.channel_id}
@@ -208,7 +212,8 @@ async def test_rate_limit_answers_privately_with_when_to_retry(harness: Harness)
     fake = harness.fake
     app = await harness.start_app(rate_limit_requests=1, rate_limit_window_s=600)
     await fake.command("jazz piano")
-    await fake.wait_for(harness.parents, what="the first parent message")
+    parent = (await fake.wait_for(harness.parents, what="the first parent message"))[0]
+    await fake.wait_for(lambda: "#1 in line" in parent.text, what="the first job queued")
     assert await fake.command("jazz piano again") == {}
     response = (await fake.wait_for(lambda: fake.responses, what="the private refusal"))[0]
     assert response["response_type"] == "ephemeral" and "Try again in" in response["text"]
@@ -504,7 +509,8 @@ async def test_restart_mid_job_still_delivers_once(harness: Harness) -> None:
         await harness.start_app(consumer="slack-host-a")
         await fake.wait_for(lambda: len(fake.with_files(fake.channel_id, parent.ts)) == 2, what="two takes")
         await fake.wait_for(harness.events_settled, what="events acknowledged")
-    assert len(fake.uploads) == 2 and len(fake.with_files(fake.channel_id, parent.ts)) == 2
+    audio = [u for u in fake.uploads.values() if u.filename.endswith(".mp3")]
+    assert len(audio) == 2 and len(fake.with_files(fake.channel_id, parent.ts)) == 2
 
 
 async def test_events_read_but_not_acknowledged_are_posted_once_after_a_restart(harness: Harness) -> None:
@@ -657,6 +663,6 @@ def test_manifest_subscribes_to_what_the_app_handles_with_the_scopes_it_uses() -
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/tune"]
     assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == {"app_mention", "reaction_added"}
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
-        "commands", "chat:write", "files:write", "app_mentions:read", "reactions:read",
+        "commands", "chat:write", "files:write", "files:read", "app_mentions:read", "reactions:read",
         "channels:history", "groups:history", "im:history", "mpim:history"}
     assert manifest["settings"]["socket_mode_enabled"] is True

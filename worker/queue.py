@@ -86,6 +86,16 @@ class TakeRef:
         return cls(job_id, int(take))
 
 
+def request_kind(request: TuneRequest, *, parent_job_id: str | None = None, extend: TakeRef | None = None) -> str:
+    """What the request metrics call a job: ``extend``, ``regenerate`` (made from another job:
+    a 🔁, a loop of a take, a requeue) or the request's mode (``tags``, ``text``)."""
+    if extend is not None:
+        return "extend"
+    if parent_job_id:
+        return "regenerate"
+    return request.mode
+
+
 @dataclass
 class Job:
     job_id: str
@@ -97,6 +107,10 @@ class Job:
     attempt: int = 1
     extend: TakeRef | None = None  # continue this take (its tokens) by request.duration seconds
     melody_key: str = ""  # the melody clip to follow; such jobs go to the melody lane
+
+    @property
+    def kind(self) -> str:
+        return request_kind(self.request, parent_job_id=self.parent_job_id, extend=self.extend)
 
     def to_json(self) -> str:
         data = asdict(self)

@@ -7,9 +7,16 @@ channel; it records every request and message, and lets a test send interactions
 mentions and reactions as a user would.
 
 It is as strict as Discord where the bot could go wrong: content over 2,000 characters, a
-thread name over 100, too many or too long embeds, components, choices or command fields
-get Discord's 400 (code 50035). ``faults`` stalls, slows or rate-limits (429 with
-``retry_after``) chosen requests, and ``timeline`` orders every message stored and every edit.
+thread name over 100, too many or too long embeds, choices or command fields, localised
+option names Discord would refuse, and message components that break Discord's rules (action
+rows of 1 to 5 buttons, at most 5 rows, a custom_id of 1 to 100 characters unique in the
+message, a label of 80) get Discord's 400 (code 50035). An interaction not answered within 3
+seconds is gone (404, code 10062), as on Discord. ``faults`` stalls, slows or rate-limits (429
+with ``retry_after``) chosen requests, and ``timeline`` orders every message stored and every edit.
+
+A user can click a message's button (``click``) and attach a file to a slash command option
+(``slash(..., {"melody": FakeFile(...)})``); files are served from ``/attachments/…`` (as
+Discord's CDN) with a content type from their extension, and ``downloads`` lists what was read.
 
 Facts about Discord that discord.py depends on (found the hard way):
 - JSON responses need the content type exactly ``application/json`` (no charset).
@@ -38,6 +45,26 @@ from tests.fakes.faults import Call, Faults
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 EPHEMERAL = 64
+RESPONSE_DEADLINE_S = 3.0  # an interaction must be answered within this long
+CONTENT_TYPES = {"mp3": "audio/mpeg", "flac": "audio/flac", "wav": "audio/wav", "ogg": "audio/ogg",
+                 "png": "image/png", "txt": "text/plain; charset=utf-8"}
+LOCALES = {"id", "da", "de", "en-GB", "en-US", "es-ES", "es-419", "fr", "hr", "it", "lt", "hu", "nl", "no", "pl",
+           "pt-BR", "ro", "fi", "sv-SE", "vi", "tr", "cs", "el", "bg", "ru", "uk", "hi", "th", "zh-CN", "ja",
+           "zh-TW", "ko"}
+
+
+def content_type(filename: str) -> str:
+    """What Discord says a file is, from its extension."""
+    return CONTENT_TYPES.get(filename.rpartition(".")[2].lower(), "application/octet-stream")
+
+
+@dataclass
+class FakeFile:
+    """A file a user attaches (to a slash command option); ``size`` overrides the declared size."""
+
+    name: str
+    data: bytes
+    size: int | None = None
 
 
 @dataclass
@@ -65,6 +92,19 @@ class Posted:
     attachments: list[dict[str, Any]] = field(default_factory=list)
     edits: list[tuple[str, str]] = field(default_factory=list)  # (content, via) of each edit
     reactions: list[tuple[str, str]] = field(default_factory=list)  # (emoji, user id)
+    components: list[dict[str, Any]] = field(default_factory=list)  # action rows, as sent
+    posted_as: str = ""  # the content it was posted with (``content`` is what it says now)
+
+    def audio(self) -> tuple[str, bytes]:
+        """The take's audio file: (name, bytes)."""
+        (found,) = [(name, data) for name, data in self.files.items() if not name.endswith(".png")]
+        return found
+
+    def button(self, label: str) -> dict[str, Any]:
+        """The button labelled ``label`` (fails the test if there is none)."""
+        found = [c for row in self.components for c in row.get("components") or [] if c.get("label") == label]
+        assert found, f"no button {label!r} on message {self.id}: {self.components}"
+        return found[0]
 
 
 @dataclass
@@ -77,6 +117,8 @@ class FakeInteraction:
     callback_data: dict[str, Any] = field(default_factory=dict)
     original_id: str = ""
     expired: bool = False
+    kind: int = 2  # 2: a slash command, 3: a button click, 4: autocomplete
+    created: float = field(default_factory=time.monotonic)
 
 
 class FakeDiscord:
@@ -104,6 +146,7 @@ class FakeDiscord:
         self.commands: list[dict[str, Any]] = []
         self.command_scope: str = ""
         self.attachments: dict[str, bytes] = {}
+        self.downloads: list[str] = []  # attachment ids read from the CDN
         self.withhold_content = False  # gateway hides other messages' text (REST still has it)
         self.faults = Faults()
         self.timeline: list[tuple[str, str, str]] = []  # ("message", id, channel) / ("edit", id, content), in order
@@ -149,7 +192,7 @@ class FakeDiscord:
             "content": message.content, "author": self.user(message.author_id), "attachments": message.attachments,
             "embeds": [], "mentions": [], "mention_roles": [], "mention_everyone": False, "pinned": False,
             "tts": False, "timestamp": "2024-01-01T00:00:00+00:00", "edited_timestamp": None,
-            "flags": EPHEMERAL if message.ephemeral else 0, "components": [],
+            "flags": EPHEMERAL if message.ephemeral else 0, "components": message.components,
         }
         if info.get("guild_id"):
             data["guild_id"] = info["guild_id"]
@@ -264,18 +307,46 @@ class FakeDiscord:
         interaction = FakeInteraction(id=self.snowflake(), token=f"itoken-{next(self._ids)}",
                                       channel_id=channel_id or self.channel_id, user_id=user_id or self.user_id)
         self.interactions[interaction.id] = interaction
+        interaction.kind = 4 if autocomplete else 2
         types = {o["name"]: o["type"] for o in command.get("options", [])}
         option_list = []
+        resolved: dict[str, dict[str, Any]] = {}
         for key, value in options.items():
+            if isinstance(value, FakeFile):  # an attachment option: its id, the file in "resolved"
+                attachment = self._upload_by_user(value)
+                resolved[attachment["id"]] = attachment
+                value = attachment["id"]
             item: dict[str, Any] = {"name": key, "type": types[key], "value": value}
             if key == autocomplete:
                 item["focused"] = True
             option_list.append(item)
-        data = {"id": command["id"], "name": name, "type": 1, "options": option_list}
+        data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1, "options": option_list}
+        if resolved:
+            data["resolved"] = {"attachments": resolved}
         if command.get("guild_id"):
             data["guild_id"] = command["guild_id"]
-        await self.dispatch("INTERACTION_CREATE", self.interaction_payload(interaction, data, kind=4 if autocomplete else 2))
+        await self.dispatch("INTERACTION_CREATE", self.interaction_payload(interaction, data, kind=interaction.kind))
         return interaction
+
+    async def click(self, message_id: str, label: str, *, user_id: str | None = None) -> FakeInteraction:
+        """Click the button labelled ``label`` on a message."""
+        message = self.messages[message_id]
+        button = message.button(label)
+        interaction = FakeInteraction(id=self.snowflake(), token=f"itoken-{next(self._ids)}",
+                                      channel_id=message.channel_id, user_id=user_id or self.user_id, kind=3)
+        self.interactions[interaction.id] = interaction
+        payload = self.interaction_payload(interaction, {"custom_id": button["custom_id"], "component_type": 2},
+                                           kind=3)
+        payload["message"] = self.message_payload(message)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return interaction
+
+    def _upload_by_user(self, file: FakeFile) -> dict[str, Any]:
+        attachment_id = self.snowflake()
+        self.attachments[attachment_id] = file.data
+        url = f"{self.base_url}/attachments/{attachment_id}/{file.name}"
+        return {"id": attachment_id, "filename": file.name, "size": len(file.data) if file.size is None else file.size,
+                "url": url, "proxy_url": url, "content_type": content_type(file.name)}
 
     async def mention(self, text: str, *, channel_id: str | None = None, user_id: str | None = None,
                       reply_to: str | None = None, files: dict[str, bytes] | None = None) -> Posted:
@@ -293,11 +364,7 @@ class FakeDiscord:
         message = Posted(id=self.snowflake(), channel_id=channel_id, content=content, author_id=user_id, via="user",
                          reference_id=reply_to or "")
         for name, data in (files or {}).items():
-            attachment_id = self.snowflake()
-            self.attachments[attachment_id] = data
-            url = f"{self.base_url}/attachments/{attachment_id}/{name}"
-            message.attachments.append({"id": attachment_id, "filename": name, "size": len(data), "url": url,
-                                        "proxy_url": url, "content_type": "text/plain; charset=utf-8"})
+            message.attachments.append(self._upload_by_user(FakeFile(name, data)))
         self.messages[message.id] = message
         payload = self.message_payload(message)
         payload["mentions"] = [self.user(self.bot_id)] if pings_bot else []
@@ -359,7 +426,9 @@ class FakeDiscord:
         data = self.attachments.get(request.match_info["id"])
         if data is None:
             return web.Response(status=404)
-        return web.Response(body=data, content_type="text/plain")
+        self.downloads.append(request.match_info["id"])
+        kind = content_type(request.match_info["name"])
+        return web.Response(body=data, content_type=kind.split(";")[0])
 
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         header = request.headers.get("Authorization", "")
@@ -422,9 +491,14 @@ class FakeDiscord:
         interaction = self.interactions.get(interaction_id)
         if interaction is None or interaction.token != token:
             raise _Fail(404, 10062, "Unknown interaction")
+        if time.monotonic() - interaction.created > RESPONSE_DEADLINE_S:
+            raise _Fail(404, 10062, "Unknown interaction")  # not answered within 3 s: Discord dropped it
         if interaction.callback_type is not None:
             raise _Fail(400, 40060, "Interaction has already been acknowledged.")
         kind = int(body["type"])
+        allowed = {2: (4, 5, 9), 3: (4, 5, 6, 7, 9), 4: (8,)}[interaction.kind]
+        if kind not in allowed:
+            raise _invalid(f"type: response type {kind} is not valid for interaction type {interaction.kind}")
         data = body.get("data") or {}
         if kind in (4, 7):
             _check_message(data, files)
@@ -457,7 +531,8 @@ class FakeDiscord:
             _check_message(body, files)
             message = Posted(id=self.snowflake(), channel_id=interaction.channel_id, content=body.get("content") or "",
                              author_id=self.bot_id, via="interaction", interaction_id=interaction.id,
-                             ephemeral=bool(int(body.get("flags") or 0) & EPHEMERAL))
+                             ephemeral=bool(int(body.get("flags") or 0) & EPHEMERAL),
+                             components=body.get("components") or [])
             self._store(message, files)
             if request.query.get("wait") not in ("true", "1", "True"):
                 return web.Response(status=204)
@@ -486,7 +561,8 @@ class FakeDiscord:
             _check_message(body, files)
             reference = (body.get("message_reference") or {}).get("message_id") or ""
             message = Posted(id=self.snowflake(), channel_id=channel_id, content=body.get("content") or "",
-                             author_id=self.bot_id, via="bot", reference_id=str(reference))
+                             author_id=self.bot_id, via="bot", reference_id=str(reference),
+                             components=body.get("components") or [])
             self._store(message, files)
             return _json(self.message_payload(message))
         if len(parts) == 3 and request.method == "GET":  # recent messages, newest first
@@ -527,6 +603,7 @@ class FakeDiscord:
         return None
 
     def _store(self, message: Posted, files: list[tuple[str, bytes]]) -> None:
+        message.posted_as = message.content
         self._attach(message, files)
         self.messages[message.id] = message
         self.timeline.append(("message", message.id, message.channel_id))
@@ -540,12 +617,14 @@ class FakeDiscord:
             message.files[name] = data
             url = f"{self.base_url}/attachments/{attachment_id}/{name}"
             message.attachments.append({"id": attachment_id, "filename": name, "size": len(data), "url": url,
-                                        "proxy_url": url, "content_type": "audio/mpeg"})
+                                        "proxy_url": url, "content_type": content_type(name)})
 
     def _edit(self, message: Posted, body: dict[str, Any], files: list[tuple[str, bytes]], via: str) -> None:
         _check_message(body, files)
         if "content" in body:
             message.content = body["content"] or ""
+        if "components" in body:
+            message.components = body["components"] or []
         self._attach(message, files)
         message.edits.append((message.content, via))
         self.timeline.append(("edit", message.id, message.content))
@@ -597,15 +676,39 @@ def _check_message(body: dict[str, Any], files: list[tuple[str, bytes]]) -> None
         total += sum(len(f.get("name", "")) + len(f.get("value", "")) for f in fields)
     if total > 6000:
         raise _invalid("embeds: 6000 characters in all")
-    rows = body.get("components") or []
-    if len(rows) > 5 or any(len(row.get("components") or []) > 5 for row in rows):
-        raise _invalid("components: at most 5 rows of 5")
-    for row in rows:
-        for component in row.get("components") or []:
-            if len(component.get("label") or "") > 80 or len(component.get("custom_id") or "") > 100:
-                raise _invalid("components: label 80, custom_id 100")
+    _check_components(body.get("components") or [])
     if len(files) > 10:
         raise _invalid("files: at most 10")
+
+
+def _check_components(rows: list[dict[str, Any]]) -> None:
+    """Discord's rules for message components: up to 5 action rows; a row holds 1 to 5 buttons
+    (or one select menu); a button has a style, a label or an emoji, and either a custom_id
+    (1-100 characters, unique in the message) or, as a link button, a URL."""
+    if len(rows) > 5:
+        raise _invalid("components: at most 5 action rows")
+    custom_ids: set[str] = set()
+    for row in rows:
+        items = row.get("components") or []
+        if row.get("type") != 1 or not 1 <= len(items) <= 5:
+            raise _invalid("components: each must be an action row (type 1) of 1 to 5 components")
+        for item in items:
+            if item.get("type") in (3, 5, 6, 7, 8):  # select menus: alone in their row
+                if len(items) != 1:
+                    raise _invalid("components: a select menu fills its action row")
+                continue
+            if item.get("type") != 2 or item.get("style") not in (1, 2, 3, 4, 5, 6):
+                raise _invalid(f"components: not a button: {item}")
+            if not (item.get("label") or item.get("emoji")) or len(item.get("label") or "") > 80:
+                raise _invalid("components: a button needs a label (up to 80 characters) or an emoji")
+            if item["style"] == 5:
+                if not item.get("url") or "custom_id" in item:
+                    raise _invalid("components: a link button has a url and no custom_id")
+                continue
+            custom_id = item.get("custom_id") or ""
+            if not 1 <= len(custom_id) <= 100 or custom_id in custom_ids:
+                raise _invalid("components: custom_id must be 1 to 100 characters, unique in the message")
+            custom_ids.add(custom_id)
 
 
 def _check_choices(choices: list[dict[str, Any]]) -> None:
@@ -627,6 +730,27 @@ def _check_commands(commands: list[dict[str, Any]]) -> None:
             if not 1 <= len(option.get("description", "")) <= 100:
                 raise _invalid(f"options.{option.get('name')}.description: 1-100")
             _check_choices(option.get("choices") or [])
+            _check_localised(option)
+        for locale in {locale for option in options for locale in option.get("name_localizations") or {}}:
+            shown = [(option.get("name_localizations") or {}).get(locale, option["name"]) for option in options]
+            if len(set(shown)) != len(shown):
+                raise _invalid(f"options: two options share the name {locale} users see")
+
+
+def _check_localised(option: dict[str, Any]) -> None:
+    """Localised option names follow the name rules (1-32 lowercase letters, digits, - or _);
+    descriptions 1-100 characters; every key is a locale Discord knows."""
+    names = option.get("name_localizations") or {}
+    descriptions = option.get("description_localizations") or {}
+    for locale in [*names, *descriptions]:
+        if locale not in LOCALES:
+            raise _invalid(f"options.{option['name']}: unknown locale {locale!r}")
+    for locale, name in names.items():
+        if not (1 <= len(name) <= 32 and name == name.lower() and all(c.isalnum() or c in "-_'" for c in name)):
+            raise _invalid(f"options.{option['name']}.name_localizations.{locale}: {name!r}")
+    for locale, text in descriptions.items():
+        if not 1 <= len(text) <= 100:
+            raise _invalid(f"options.{option['name']}.description_localizations.{locale}: 1-100")
 
 
 class _Fail(Exception):

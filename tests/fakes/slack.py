@@ -4,10 +4,18 @@ WebSocket. It also plays the users: it sends signed slash commands and events to
 over HTTP, or as envelopes over the Socket Mode connection.
 
 What it checks, as Slack does: the bot token on every Web API call (the app-level token on
-``apps.connections.open``), membership before posting, the three upload steps in order with
-the declared length, and ``ts`` of messages it edits or reads. Every text the app sends is
-read as Slack reads mrkdwn: a ``<…>`` that is no mention or link, or a bare ``&``, is noted in
-``markup_problems`` (Slack would show a broken link or drop the text).
+``apps.connections.open``) and on ``url_private`` downloads (without it Slack serves its
+sign-in page), membership before posting, the three upload steps in order with the declared
+length, ``ts`` of messages it edits or reads, and Block Kit blocks (``invalid_blocks`` for
+what Slack would refuse: unknown block types, buttons without a plain-text label of up to 75
+characters, action_ids missing or repeated in a message, values over 2,000 characters…).
+Every text the app sends is read as Slack reads mrkdwn: a ``<…>`` that is no mention or link,
+or a bare ``&``, is noted in ``markup_problems`` (Slack would show a broken link or drop the
+text). An acknowledgement that takes Slack more than 3 seconds to get (a slash command, a
+button click) is noted in ``late_acks``: Slack would show the user an error.
+
+A user can share files with a mention (``mention(..., files=...)``) and click a button
+(``click``), over HTTP or Socket Mode, as Slack sends ``block_actions``.
 
 ``faults`` stalls, slows or rate-limits (429 with ``Retry-After``) chosen calls, including
 the raw upload; ``calls`` records every call (the raw upload as ``upload``), and
@@ -40,6 +48,62 @@ T = TypeVar("T")
 # What Slack reads as markup in message text: mentions, channels, special mentions, links.
 _MARKUP = re.compile(r"<(?:@[UW][A-Z0-9]+|#C[A-Z0-9]+|![a-z^][^<>]*|(?:https?://|mailto:)[^<>|\s]+)(?:\|[^<>]*)?>")
 _ENTITY = re.compile(r"&(?!amp;|lt;|gt;)")
+ACK_DEADLINE_S = 3.0
+MIMETYPES = {"mp3": "audio/mpeg", "flac": "audio/flac", "wav": "audio/wav", "ogg": "audio/ogg", "png": "image/png",
+             "txt": "text/plain"}
+
+
+def mimetype(name: str) -> str:
+    return MIMETYPES.get(name.rpartition(".")[2].lower(), "application/octet-stream")
+
+
+def blocks_problem(blocks: Any) -> str | None:
+    """Why Slack would refuse these blocks (``invalid_blocks``), or None."""
+    if not isinstance(blocks, list) or not 1 <= len(blocks) <= 50:
+        return "blocks must be a list of 1 to 50"
+    action_ids: set[str] = set()
+    block_ids: set[str] = set()
+    for block in blocks:
+        kind, block_id = block.get("type"), block.get("block_id")
+        if block_id is not None:
+            if not 1 <= len(block_id) <= 255 or block_id in block_ids:
+                return f"block_id {block_id!r}: 1-255 characters, unique"
+            block_ids.add(block_id)
+        if kind == "actions":
+            elements = block.get("elements") or []
+            if not 1 <= len(elements) <= 25:
+                return "actions: 1 to 25 elements"
+            for element in elements:
+                label = element.get("text") or {}
+                action_id = element.get("action_id") or ""
+                if element.get("type") != "button" or label.get("type") != "plain_text":
+                    return f"actions: a button with a plain_text label expected, got {element}"
+                if not 1 <= len(label.get("text") or "") <= 75:
+                    return "button text: 1 to 75 characters"
+                if not 1 <= len(action_id) <= 255 or action_id in action_ids:
+                    return f"action_id {action_id!r}: 1-255 characters, unique in the message"
+                action_ids.add(action_id)
+                if len(element.get("value") or "") > 2000 or element.get("style") not in (None, "primary", "danger"):
+                    return "button value over 2000 characters, or an unknown style"
+        elif kind == "context":
+            elements = block.get("elements") or []
+            if not 1 <= len(elements) <= 10 or any(e.get("type") not in ("mrkdwn", "plain_text", "image")
+                                                     for e in elements):
+                return "context: 1 to 10 text or image elements"
+        elif kind == "section":
+            text = block.get("text") or {}
+            if text.get("type") not in ("mrkdwn", "plain_text") or not 1 <= len(text.get("text") or "") <= 3000:
+                return "section: a text object of 1 to 3000 characters"
+        elif kind not in ("divider", "header", "image"):
+            return f"unknown block type {kind!r}"
+    return None
+
+
+def block_texts(blocks: list[dict[str, Any]]) -> list[str]:
+    """The mrkdwn texts in blocks (what Slack reads as markup)."""
+    texts = [(block.get("text") or {}) for block in blocks]
+    texts += [e for block in blocks if block.get("type") == "context" for e in block.get("elements") or []]
+    return [str(t.get("text") or "") for t in texts if t.get("type") == "mrkdwn"]
 
 
 def markup_problem(text: str) -> str | None:
@@ -62,6 +126,7 @@ class Message:
     bot_id: str | None = None
     files: list[dict[str, Any]] = field(default_factory=list)
     edits: list[str] = field(default_factory=list)  # every text it had, oldest first
+    blocks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_api(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": "message", "ts": self.ts, "text": self.text, "user": self.user}
@@ -71,7 +136,14 @@ class Message:
             data["bot_id"] = self.bot_id
         if self.files:
             data["files"] = self.files
+        if self.blocks:
+            data["blocks"] = self.blocks
         return data
+
+    def buttons(self) -> dict[str, dict[str, Any]]:
+        """The message's buttons by their label's text."""
+        return {e["text"]["text"]: e for block in self.blocks if block.get("type") == "actions"
+                for e in block.get("elements") or []}
 
 
 @dataclass
@@ -117,6 +189,9 @@ class FakeSlack:
         self.faults = Faults()
         self.timeline: list[tuple[str, str, str]] = []  # ("message", ts, text) / ("edit", ts, text), in order
         self.markup_problems: list[str] = []
+        self.late_acks: list[str] = []  # what the app acknowledged after Slack's 3 seconds
+        self.user_files: dict[str, tuple[str, bytes]] = {}  # files users shared: id -> (name, data)
+        self.downloads: list[tuple[str, bool]] = []  # (file id, whether the bot token came with it)
 
     # ---- server ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -125,6 +200,8 @@ class FakeSlack:
         app.router.add_get("/api/{method}", self._api)  # some methods (conversations.replies) are GETs
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_post("/respond/{rid}", self._respond)
+        app.router.add_get("/files-pri/{file_id}/{name}", self._private_file)
+        app.router.add_get("/files-pri/{file_id}/download/{name}", self._private_file)
         app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -171,6 +248,12 @@ class FakeSlack:
         assert data is not None
         return data
 
+    def buttons_for(self, take: Message) -> Message:
+        """The message with a take's buttons: the bot's next message in the thread after it."""
+        later = [m for m in self.in_thread(take.channel, take.thread_ts or take.ts) if m.ts > take.ts and m.blocks]
+        assert later, f"no buttons after the take {take.ts}"
+        return min(later, key=lambda m: m.ts)
+
     def called(self, method: str) -> list[dict[str, Any]]:
         return [params for name, params in self.calls if name == method]
 
@@ -203,7 +286,7 @@ class FakeSlack:
         }
         if socket:
             return self._read(await self.send_envelope("slash_commands", payload))
-        status, body = await self.post_signed(urlencode(payload), "application/x-www-form-urlencoded")
+        status, body = await self.post_signed(urlencode(payload), "application/x-www-form-urlencoded", what="/tune")
         assert status == 200, (status, body)
         if not body.strip():
             return {}
@@ -223,14 +306,25 @@ class FakeSlack:
             self.markup_problems.append(problem)
 
     async def mention(self, text: str, *, user: str = "U0ALICE", channel: str | None = None,
-                      thread_ts: str | None = None, socket: bool = False, event_id: str | None = None) -> Message:
-        """Post a message that @mentions the bot; Slack sends ``app_mention``."""
+                      thread_ts: str | None = None, socket: bool = False, event_id: str | None = None,
+                      files: dict[str, bytes] | None = None, sizes: dict[str, int] | None = None) -> Message:
+        """Post a message that @mentions the bot; Slack sends ``app_mention``. ``files`` are
+        shared with it (``sizes`` overrides what Slack says a file's size is)."""
         message = self.user_message(f"<@{self.bot_user_id}> {text}".strip(), user=user, channel=channel,
                                     thread_ts=thread_ts)
+        for name, data in (files or {}).items():
+            file_id = f"F{next(self._ids):08d}"
+            self.user_files[file_id] = (name, data)
+            message.files.append({"id": file_id, "name": name, "title": name, "mimetype": mimetype(name),
+                                  "filetype": name.rpartition(".")[2], "size": (sizes or {}).get(name, len(data)),
+                                  "url_private": f"{self.root}files-pri/{file_id}/{name}",
+                                  "url_private_download": f"{self.root}files-pri/{file_id}/download/{name}"})
         event: dict[str, Any] = {"type": "app_mention", "user": user, "text": message.text, "ts": message.ts,
                                  "channel": message.channel, "event_ts": message.ts, "team": self.team_id}
         if thread_ts:
             event["thread_ts"] = thread_ts
+        if message.files:
+            event["files"] = message.files
         await self.send_event(event, socket=socket, event_id=event_id)
         return message
 
@@ -242,6 +336,28 @@ class FakeSlack:
             "type": "reaction_added", "user": user, "reaction": reaction, "item_user": target.user,
             "item": {"type": "message", "channel": channel, "ts": ts}, "event_ts": self._next_ts(),
         }, socket=socket, event_id=event_id)
+
+    async def click(self, message: Message, label: str, *, user: str = "U0ALICE", socket: bool = False) -> None:
+        """Click the button labelled ``label``; Slack sends ``block_actions``."""
+        button = message.buttons().get(label)
+        assert button is not None, f"no button {label!r} on {message.ts}: {list(message.buttons())}"
+        payload = {
+            "type": "block_actions", "token": "legacy-verification-token", "api_app_id": self.app_id,
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": self.team_id},
+            "team": {"id": self.team_id, "domain": "fake"}, "is_enterprise_install": False, "enterprise": None,
+            "container": {"type": "message", "message_ts": message.ts, "channel_id": message.channel,
+                          "is_ephemeral": False, **({"thread_ts": message.thread_ts} if message.thread_ts else {})},
+            "channel": {"id": message.channel, "name": "general"}, "message": message.to_api(),
+            "trigger_id": f"trigger-{next(self._ids)}", "response_url": f"{self.root}respond/{next(self._ids)}",
+            "state": {"values": {}},
+            "actions": [{**button, "block_id": "b", "action_ts": str(time.time())}],
+        }
+        if socket:
+            await self.send_envelope("interactive", payload)
+            return
+        status, body = await self.post_signed(urlencode({"payload": json.dumps(payload)}),
+                                              "application/x-www-form-urlencoded", what="a button click")
+        assert status == 200, (status, body)
 
     def event_body(self, event: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
         return {
@@ -264,7 +380,8 @@ class FakeSlack:
         base = f"v0:{timestamp}:{body}".encode()
         return "v0=" + hmac.new((secret or self.signing_secret).encode(), base, hashlib.sha256).hexdigest()
 
-    async def post_signed(self, body: str, content_type: str, *, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    async def post_signed(self, body: str, content_type: str, *, headers: dict[str, str] | None = None,
+                          what: str = "a request") -> tuple[int, str]:
         """POST to the app as Slack does; ``headers`` replaces the signature headers."""
         assert self.app_url, "set fake.app_url to the app's /slack/events URL"
         timestamp = int(time.time())
@@ -273,9 +390,16 @@ class FakeSlack:
             sent.update({"X-Slack-Request-Timestamp": str(timestamp), "X-Slack-Signature": self.sign(body, timestamp)})
         else:
             sent.update(headers)
+        started = time.monotonic()
         async with aiohttp.ClientSession() as session:
             async with session.post(self.app_url, data=body.encode(), headers=sent) as response:
-                return response.status, await response.text()
+                answer = response.status, await response.text()
+        self._timed(what, started)
+        return answer
+
+    def _timed(self, what: str, started: float) -> None:
+        if time.monotonic() - started > ACK_DEADLINE_S:
+            self.late_acks.append(what)
 
     # ---- Socket Mode ---------------------------------------------------------------------
     async def send_envelope(self, kind: str, payload: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
@@ -284,11 +408,14 @@ class FakeSlack:
         envelope_id = str(uuid.uuid4())
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._acks[envelope_id] = future
+        started = time.monotonic()
         await self._sockets[-1].send_str(json.dumps({
             "envelope_id": envelope_id, "type": kind, "payload": payload,
             "accepts_response_payload": kind != "events_api", "retry_attempt": 0, "retry_reason": "",
         }))
-        return await asyncio.wait_for(future, timeout)
+        acknowledged = await asyncio.wait_for(future, timeout)
+        self._timed(kind, started)
+        return acknowledged
 
     async def drop_socket(self) -> None:
         """Close the app's Socket Mode connection from Slack's side (as Slack does every few hours)."""
@@ -369,11 +496,18 @@ class FakeSlack:
             return {"ok": False, "error": error}
         if not params.get("text") and not params.get("blocks"):
             return {"ok": False, "error": "no_text"}
+        blocks = params.get("blocks")
+        blocks = json.loads(blocks) if isinstance(blocks, str) else blocks or []
+        if blocks and blocks_problem(blocks):
+            self.markup_problems.append(f"invalid_blocks: {blocks_problem(blocks)}")
+            return {"ok": False, "error": "invalid_blocks"}
         thread_ts = params.get("thread_ts") or None
         if thread_ts and self.find(channel, thread_ts) is None:
             return {"ok": False, "error": "thread_not_found"}  # (real Slack posts to the channel instead)
         message = Message(channel, self._next_ts(), str(params["text"]), self.bot_user_id, thread_ts=thread_ts,
-                          bot_id=self.bot_id, edits=[str(params["text"])])
+                          bot_id=self.bot_id, edits=[str(params["text"])], blocks=blocks)
+        for text in block_texts(blocks):
+            self._check_text(text)
         self._store(message)
         return {"ok": True, "channel": channel, "ts": message.ts, "message": message.to_api()}
 
@@ -463,12 +597,24 @@ class FakeSlack:
             upload.channel, upload.thread_ts = channel, params.get("thread_ts") or None
             upload.comment = str(params.get("initial_comment") or "")
             shared.append({"id": upload.file_id, "name": upload.filename, "title": upload.title,
-                           "mimetype": "audio/mpeg", "size": len(upload.data)})
+                           "mimetype": mimetype(upload.filename), "size": len(upload.data)})
         if channel:
             self._store(Message(channel, self._next_ts(), str(params.get("initial_comment") or ""),
                                 self.bot_user_id, thread_ts=params.get("thread_ts") or None,
                                 bot_id=self.bot_id, files=shared))
         return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in shared]}
+
+    async def _private_file(self, request: web.Request) -> web.Response:
+        """``url_private``: the file with the bot token; Slack's sign-in page (HTML) without it."""
+        file_id = request.match_info["file_id"]
+        authorised = request.headers.get("Authorization") == f"Bearer {self.bot_token}"
+        self.downloads.append((file_id, authorised))
+        if file_id not in self.user_files:
+            return web.Response(status=404, text="file_not_found")
+        if not authorised:
+            return web.Response(text="<html><body>Sign in to Slack</body></html>", content_type="text/html")
+        name, data = self.user_files[file_id]
+        return web.Response(body=data, content_type=mimetype(name))
 
     async def _respond(self, request: web.Request) -> web.Response:
         self.responses.append(self._read(await request.json()))
