@@ -9,16 +9,13 @@ its request. ``TuneService.follow_up`` turns an action into the new job's reques
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from bot.links import Shown
 from pipeline.models import TuneRequest
-from pipeline.validation import Limits
 from worker.queue import Job, TakeRef
 
 BUTTON_PREFIX = "textunes"
-EXTEND_BY_S = 30.0  # what ➕ adds, when the maximum length allows
 
 
 @dataclass(frozen=True)
@@ -83,8 +80,3 @@ class FollowUp:
         return self.request.duration
 
 
-def extension_seconds(length: float, limits: Limits) -> float | None:
-    """How much ➕ adds to a track of ``length`` seconds: 30 s, or what is left under the
-    maximum; None when that is under the minimum length of a request."""
-    more = math.floor(min(EXTEND_BY_S, limits.max_duration - length) * 10) / 10
-    return more if more >= limits.min_duration else None

@@ -21,14 +21,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from bot import replies
-from bot.followups import EXTEND, EXTEND_BY_S, LOOP, Action, FollowUp, extension_seconds
+from bot.followups import EXTEND, LOOP, Action, FollowUp
 from bot.links import MessageLinks, Shown
 from bot.posting import EXTENDS, FIRST_TAKE, Busy, PostingRecord, Takes, Unpostable, take_number
 from bot.ratelimit import RateLimiter
 from bot.seen import SeenEvents
 from bot.status import StatusMessages
 from bot.uploads import TakePost, take_post
-from pipeline.audio_fit import TooLargeForLimit
+from pipeline.audio_files import TooLargeForLimit
 from pipeline.brief import brief_from_tags
 from pipeline.melody import prepare_clip
 from pipeline.models import TuneRequest
@@ -36,13 +36,12 @@ from pipeline.validation import InvalidRequest, validate
 from worker import metrics
 from worker.queue import Event, Job, JobQueue, ReplyTo, Take, TakeRef, request_kind
 from worker.settings import Settings
-from worker.tokens import BadTokens, codes_from_bytes
+from worker.extend import EXTEND_BY_S, extension_seconds, take_seconds
 
 log = logging.getLogger("textunes.bot")
 T = TypeVar("T")
 
 DOUBLE_CLICK_S = 5  # a second click on the same button within this long makes nothing more
-FRAME_RATE = 50  # token frames per second of music (MusicGen's EnCodec)
 
 
 class Refused(Exception):
@@ -192,10 +191,9 @@ class TuneService:
             return FollowUp(action, job, replace(job.request, loop=True, takes=1, seed=seed), extend=job.extend,
                             source=number, extends=extends)
         tokens = await asyncio.to_thread(self.queue.load_tokens, self.queue.tokens_key(job.job_id, shown.take))
-        try:  # the track an extension continues is the take's tokens (for a loop, more than the loop)
-            length = codes_from_bytes(tokens or b"").shape[1] / FRAME_RATE
-        except BadTokens:
-            raise Refused(replies.tokens_expired(number)) from None
+        length = take_seconds(tokens)
+        if length is None:
+            raise Refused(replies.tokens_expired(number))
         more = extension_seconds(length, self.settings.limits)
         if more is None:
             raise Refused(replies.at_maximum(number, length, self.settings.limits, EXTEND_BY_S), "invalid")

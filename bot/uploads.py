@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from bot import replies
 from bot.followups import Action, buttons
 from bot.links import Shown
-from pipeline.audio_fit import fit_upload
+from pipeline.audio_files import CONTENT_TYPES as AUDIO_TYPES, fit_audio
 from worker.queue import Take
 
-CONTENT_TYPES = {"mp3": "audio/mpeg", "flac": "audio/flac", "wav": "audio/wav", "png": "image/png"}
+CONTENT_TYPES = {**AUDIO_TYPES, "png": "image/png"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def take_post(take: Take, *, job_id: str, caption: str, number: int, extends: in
     if preview and len(preview) > limit_bytes // 10:  # a picture must not cost the audio its quality
         preview = None
     room = limit_bytes - len(preview or b"")
-    fitted = fit_upload(audio, take.format, room)
+    fitted = fit_audio(audio, take.format, room)
     notes = [take.note]
     if fitted.changed_from(take.format):
         notes.append(replies.fit_note(take.format, fitted.format, fitted.bitrate_kbps, limit_bytes, loop=take.loop))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
-from pipeline.audio_io import as_frames, check_rate, read_audio
+from pipeline.audio_io import UnreadableAudio, as_frames, check_rate, read_audio
 from pipeline.audio_mp3 import TooLargeForLimit, encode_mp3, fit_mp3
 
 FORMATS = ("mp3", "flac", "wav")
@@ -28,8 +28,12 @@ class AudioFile:
     data: bytes
     format: str  # what ``data`` is: mp3, flac or wav
     duration_s: float
-    bitrate_kbps: int  # MP3's bitrate; 0 for lossless files
+    bitrate_kbps: int  # of an MP3 encoded here; 0 for lossless files and files kept as they were
     note: str = ""  # why the format differs from the one asked for ("" when it doesn't)
+
+    def changed_from(self, audio_format: str) -> bool:
+        """Whether fitting changed a file that was in ``audio_format`` (format or bitrate)."""
+        return self.format != audio_format or self.bitrate_kbps > 0
 
 
 def encode_audio(samples: np.ndarray, sample_rate: int, audio_format: str = "mp3", *,
@@ -57,21 +61,26 @@ def encode_audio(samples: np.ndarray, sample_rate: int, audio_format: str = "mp3
                      note=fallback_note(wanted, result.format, max_bytes, loop=loop))
 
 
-def fit_audio(data: bytes, audio_format: str, max_bytes: int, *, loop: bool = False) -> AudioFile:
-    """A stored file made to fit a (smaller) channel limit: returned as it is when it fits,
-    else encoded again in the next smaller format that fits (an MP3 at a lower bitrate)."""
+def fit_audio(data: bytes, audio_format: str, max_bytes: int) -> AudioFile:
+    """A stored file (in ``audio_format``) within ``max_bytes``: the same object when it fits;
+    else a WAV becomes a FLAC of the very same samples; what still doesn't fit becomes an MP3
+    at the highest bitrate that fits (an MP3, one at a lower bitrate). Raises
+    :class:`TooLargeForLimit` when even the lowest MP3 bitrate is over, and
+    :class:`~pipeline.audio_io.UnreadableAudio` when ``data`` isn't audio."""
     if audio_format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {audio_format!r}")
+    if len(data) <= max_bytes:
+        return AudioFile(data, audio_format, _seconds(data), 0)
     if audio_format == "mp3":
         fitted = fit_mp3(data, max_bytes=max_bytes)
         return AudioFile(fitted.data, "mp3", fitted.duration_s, fitted.bitrate_kbps)
-    if len(data) <= max_bytes:
-        info = sf.info(io.BytesIO(data))
-        return AudioFile(data, audio_format, info.frames / info.samplerate, 0)
+    if audio_format == "wav":
+        flac = _wav_to_flac(data)
+        if len(flac) <= max_bytes:
+            return AudioFile(flac, "flac", _seconds(flac), 0)
     samples, rate = read_audio(data)
-    smaller = encode_audio(samples, rate, _SMALLER[audio_format], max_bytes=max_bytes, loop=loop)
-    return AudioFile(smaller.data, smaller.format, smaller.duration_s, smaller.bitrate_kbps,
-                     note=fallback_note(audio_format, smaller.format, max_bytes, loop=loop))
+    mp3 = encode_mp3(samples, rate, max_bytes=max_bytes)
+    return AudioFile(mp3.data, "mp3", mp3.duration_s, mp3.bitrate_kbps)
 
 
 def fallback_note(wanted: str, got: str, max_bytes: int, *, loop: bool = False) -> str:
@@ -82,6 +91,27 @@ def fallback_note(wanted: str, got: str, max_bytes: int, *, loop: bool = False) 
     return note
 
 
+def _seconds(data: bytes) -> float:
+    info = sf.info(io.BytesIO(data))
+    return info.frames / info.samplerate
+
+
+def _wav_to_flac(data: bytes) -> bytes:
+    """The WAV's samples as FLAC, bit for bit for 16- and 24-bit PCM (FLAC carries up to 24
+    bits: a 32-bit or float WAV becomes 24-bit)."""
+    try:
+        info = sf.info(io.BytesIO(data))
+    except (sf.SoundFileError, RuntimeError) as error:
+        raise UnreadableAudio(f"Couldn't read the take as WAV: {error}") from error
+    exact = info.subtype in ("PCM_16", "PCM_24")
+    samples, rate = sf.read(io.BytesIO(data), dtype="int32" if exact else "float32", always_2d=True)
+    if not exact:
+        samples = np.clip(samples, -1.0, 1.0)
+    out = io.BytesIO()
+    sf.write(out, samples, rate, format="FLAC", subtype="PCM_16" if info.subtype == "PCM_16" else "PCM_24")
+    return out.getvalue()
+
+
 def _lossless(samples: np.ndarray, rate: int, audio_format: str) -> bytes:
     out = io.BytesIO()
     frames = np.clip(as_frames(samples), -1.0, 1.0)
@@ -89,4 +119,4 @@ def _lossless(samples: np.ndarray, rate: int, audio_format: str) -> bytes:
     return out.getvalue()
 
 
-__all__ = ["AudioFile", "CONTENT_TYPES", "FORMATS", "TooLargeForLimit", "encode_audio", "fit_audio", "fallback_note"]
+__all__ = ["AudioFile", "CONTENT_TYPES", "FORMATS", "TooLargeForLimit", "encode_audio", "fallback_note", "fit_audio"]

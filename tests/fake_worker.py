@@ -23,9 +23,8 @@ import soundfile as sf
 from pipeline.brief import brief_from_tags
 from pipeline.models import Brief
 from worker.queue import MELODY_LANE, Delivery, Event, JobQueue, Take
-from worker.tokens import codes_from_bytes, codes_to_bytes
+from worker.tokens import FRAME_RATE, codes_from_bytes, codes_to_bytes
 
-FRAME_RATE = 50  # token frames per second, as MusicGen's
 SAMPLE_RATE = 32_000
 TOKENS_EXPIRED = "This take can no longer be extended: its tokens are no longer kept."
 

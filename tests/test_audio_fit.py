@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.audio import encode_mp3
-from pipeline.audio_fit import TooLargeForLimit, fit_upload
+from pipeline.audio_files import TooLargeForLimit, fit_audio
 
 RATE = 32_000
 
@@ -36,14 +36,14 @@ def decoded(data: bytes, dtype: str = "float32") -> np.ndarray:
 
 def test_a_file_that_fits_is_sent_unchanged() -> None:
     wav = file_of(music(), "WAV", "PCM_16")
-    fitted = fit_upload(wav, "wav", len(wav))
+    fitted = fit_audio(wav, "wav", len(wav))
     assert fitted.data is wav and fitted.format == "wav" and not fitted.changed_from("wav")
 
 
 @pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24"])
 def test_a_wav_over_the_limit_becomes_a_flac_of_the_very_same_samples(subtype: str) -> None:
     wav = file_of(music(), "WAV", subtype)
-    fitted = fit_upload(wav, "wav", len(wav) - 1)
+    fitted = fit_audio(wav, "wav", len(wav) - 1)
     assert fitted.format == "flac" and fitted.changed_from("wav") and len(fitted.data) < len(wav)
     assert sf.info(io.BytesIO(fitted.data)).subtype == subtype
     assert np.array_equal(decoded(fitted.data, "int32"), decoded(wav, "int32"))  # lossless, bit for bit
@@ -53,17 +53,17 @@ def test_a_wav_over_the_limit_becomes_a_flac_of_the_very_same_samples(subtype: s
 def test_what_does_not_fit_even_lossless_becomes_an_mp3_within_the_limit(fmt: str, subtype: str) -> None:
     source = file_of(music(), fmt, subtype)
     limit = 100_000  # a FLAC of this noisy tone is ~400 kB; an MP3 at 192 kbps ~100 kB
-    fitted = fit_upload(source, fmt.lower(), limit)
+    fitted = fit_audio(source, fmt.lower(), limit)
     assert fitted.format == "mp3" and fitted.bitrate_kbps > 0 and len(fitted.data) <= limit
     assert abs(len(decoded(fitted.data)) / RATE - 4.0) < 0.1
 
 
 def test_an_mp3_over_the_limit_is_reencoded_at_a_lower_bitrate() -> None:
     mp3 = encode_mp3(music(), RATE, bitrates=(320,)).data
-    fitted = fit_upload(mp3, "mp3", len(mp3) // 2)
+    fitted = fit_audio(mp3, "mp3", len(mp3) // 2)
     assert fitted.format == "mp3" and fitted.bitrate_kbps < 320 and len(fitted.data) <= len(mp3) // 2
 
 
 def test_a_limit_not_even_the_smallest_mp3_fits_is_refused() -> None:
     with pytest.raises(TooLargeForLimit):
-        fit_upload(file_of(music(), "FLAC", "PCM_16"), "flac", 3_000)
+        fit_audio(file_of(music(), "FLAC", "PCM_16"), "flac", 3_000)

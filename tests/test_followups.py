@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.followups import ACTIONS, EXTEND, LOOP, NEW_TAKE, button_id, buttons, extension_seconds, parse_button
+from bot.followups import ACTIONS, EXTEND, LOOP, NEW_TAKE, button_id, buttons, parse_button
+from worker.extend import extension_seconds
 from bot.links import Shown
 from pipeline.validation import Limits
 

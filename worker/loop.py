@@ -424,7 +424,7 @@ class Worker:
         self.stats.takes_done += len(takes)
         self.stats.audio_seconds += sum(t.duration for t in takes)
         platform = delivery.job.reply_to.platform
-        metrics.count_request(platform, _kind(delivery.job), "done")
+        metrics.count_request(platform, delivery.job.kind, "done")
         metrics.observe_time_to_result(platform, time.time() - delivery.job.created_at)
         metrics.record_generation(time.time() - job.started_at, sum(t.duration for t in takes))
         request = delivery.job.request
@@ -444,22 +444,13 @@ class Worker:
         if self.queue.retry_or_fail(delivery, reason):
             log.error("job %s: dead-lettered after %d attempts: %s", delivery.job.job_id, self.queue.max_deliveries, reason)
             metrics.count_dead_letter()
-            metrics.count_request(delivery.job.reply_to.platform, _kind(delivery.job), "failed")
+            metrics.count_request(delivery.job.reply_to.platform, delivery.job.kind, "failed")
         else:
             metrics.count_retry()
 
     def _fail_now(self, delivery: Delivery, message: str) -> None:
         log.info("job %s: refused: %s", delivery.job.job_id, message)
         self.stats.jobs_failed += 1
-        metrics.count_request(delivery.job.reply_to.platform, _kind(delivery.job), "failed")
+        metrics.count_request(delivery.job.reply_to.platform, delivery.job.kind, "failed")
         self.queue.complete(delivery, Event(type="failed", job_id=delivery.job.job_id,
                                             reply_to=delivery.job.reply_to, error=message))
-
-
-def _kind(job: Job) -> str:
-    """A job's kind for the request metrics."""
-    if job.extend is not None:
-        return "extend"
-    if job.parent_job_id:
-        return "regenerate"
-    return job.request.mode
