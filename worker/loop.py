@@ -12,7 +12,10 @@ Three threads, each with one job:
 - **output** turns a take's tokens into audio (EnCodec), masters and encodes it, stores it
   and, once a job's last take is stored, publishes its ``done`` events and acknowledges it.
 
-A job whose take fails is retried (then dead-lettered) alone; the rest keep going.
+A job whose take fails is retried (then dead-lettered) alone; the rest keep going. Redis going
+away never strands a job on a live worker: what must be written (a take, a job's completion,
+its retry) is tried again until Redis answers, by the intake and output threads, while the
+decode thread never waits on Redis (a progress event it can't publish is skipped).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import numpy as np
+import redis
 import torch
 
 from pipeline.analysis import AnalysisError
@@ -44,6 +49,7 @@ from worker.queue import Delivery, Event, Job, JobQueue, Take
 from worker.tokens import BadTokens, codes_from_bytes, codes_to_bytes
 
 log = logging.getLogger("textunes.worker")
+T = TypeVar("T")
 
 PROGRESS_STEP = 0.1  # publish progress at least every 10 % of a job's decoding
 
@@ -101,8 +107,9 @@ class _Job:
     def job_id(self) -> str:
         return self.delivery.job.job_id
 
-    def keys(self) -> list[tuple[str, int]]:
-        return [(self.job_id, index) for index in range(1, len(self.delivery.job.seeds) + 1)]
+    def keys(self) -> list[tuple[str, str, int]]:
+        """The engine keys of this delivery's takes (a retried job's next delivery has others)."""
+        return [(self.job_id, self.delivery.entry_id, index) for index in range(1, len(self.delivery.job.seeds) + 1)]
 
 
 def generation_seconds(request: TuneRequest, bpm: int) -> float:
@@ -147,7 +154,8 @@ class Worker:
         self._jobs: dict[str, _Job] = {}  # held: claimed and not yet completed or failed
         self._lock = threading.Lock()
         self._briefed: queues.Queue[_Job] = queues.Queue()
-        self._finished: queues.Queue[tuple[_Job, int, FinishedTake] | None] = queues.Queue()
+        self._outbox: queues.Queue[Callable[[], None] | None] = queues.Queue()  # work for the output thread
+        self._stopping = threading.Event()
         self._to_discard: queues.Queue[_Job] = queues.Queue()  # jobs whose takes the engine must drop
         self._room = engine.slots
 
@@ -173,6 +181,8 @@ class Worker:
         self.engine.on_step = self._report_progress
         try:
             while not (stop.is_set() and not self.engine.busy):
+                if stop.is_set():
+                    self._stopping.set()
                 self.health.beat()
                 self._admit(accept=not stop.is_set())
                 self._discard_dropped()
@@ -187,10 +197,11 @@ class Worker:
                     self._wait_for_work(stop)
                 self._room = max(0, self.engine.room() - self._briefed.qsize())
         finally:
+            self._stopping.set()
             self.engine.on_step = lambda: None
             intake.join(timeout=30)
             self._release_unstarted()
-            self._finished.put(None)
+            self._outbox.put(None)
             output.join()
         log.info("worker %s stopped", self.options.consumer)
 
@@ -213,7 +224,8 @@ class Worker:
         except ValueError as error:
             self.engine.discard(job.keys())
             self._abandon(job)
-            self._fail_now(job.delivery, f"This worker can't make that track: {error}.")
+            message = f"This worker can't make that track: {error}."
+            self._outbox.put(lambda: self._until_redis_works(lambda: self._fail_now(job.delivery, message), job.job_id))
 
     def _wait_for_work(self, stop: threading.Event) -> None:
         try:
@@ -226,19 +238,25 @@ class Worker:
             self._start(job)
 
     def _take_done(self, finished: FinishedTake) -> None:
-        job_id, index = finished.key  # type: ignore[misc]
+        job_id, entry_id, index = finished.key  # type: ignore[misc]
         job = self._jobs.get(job_id)
-        if job is None or job.failed:
+        if job is None or job.failed or job.delivery.entry_id != entry_id:
             return
         if finished.error:
             log.error("job %s: take %d failed: %s", job_id, index, finished.error)
             self.engine.discard(job.keys())
             self._abandon(job)
-            self._retry(job.delivery, finished.error)
+            self._outbox.put(lambda: self._until_redis_works(lambda: self._retry(job.delivery, finished.error), job_id))
             return
-        self._finished.put((job, index, finished))
+        self._outbox.put(lambda: self._make_file(job, index, finished))
 
     def _report_progress(self) -> None:
+        try:
+            self._publish_progress()
+        except redis.RedisError as error:  # the decode thread never waits on Redis: skip this report
+            log.warning("could not publish progress (%s); decoding goes on", error)
+
+    def _publish_progress(self) -> None:
         for job in list(self._jobs.values()):
             keys = job.keys()
             fraction = sum(self.engine.progress(key) for key in keys) / len(keys)
@@ -263,10 +281,14 @@ class Worker:
             except queues.Empty:
                 break
         if unstarted:
-            self.queue.release([job.delivery for job in unstarted])
             for job in unstarted:
                 self._abandon(job)
-            log.info("handed %d job(s) not yet started back to the queue", len(unstarted))
+            try:
+                self.queue.release([job.delivery for job in unstarted])
+                log.info("handed %d job(s) not yet started back to the queue", len(unstarted))
+            except redis.RedisError as error:
+                log.warning("could not hand %d job(s) back (%s); they return after the visibility timeout",
+                            len(unstarted), error)
 
     # ---- the intake thread ---------------------------------------------------------------
     def _intake(self, stop: threading.Event) -> None:
@@ -292,22 +314,22 @@ class Worker:
     def _brief_and_hand_over(self, delivery: Delivery) -> None:
         job_id = delivery.job.job_id
         try:
-            brief = self._brief(delivery.job)
-            takes = self._takes(delivery.job, brief)
+            brief = self._until_redis_works(lambda: self._brief(delivery.job), job_id)
+            takes = self._until_redis_works(lambda: self._takes(delivery, brief), job_id)
         except UserError as error:
-            self._fail_now(delivery, str(error))
+            self._until_redis_works(lambda: self._fail_now(delivery, str(error)), job_id)
             return
         except Exception as error:
             log.exception("job %s: preparing it failed", job_id)
-            self._retry(delivery, f"analysis failed: {type(error).__name__}")
+            self._until_redis_works(lambda: self._retry(delivery, f"analysis failed: {type(error).__name__}"), job_id)
             return
         job = _Job(delivery, brief, takes)
         with self._lock:
             self._jobs[job_id] = job
-        self.queue.publish(Event(
+        self._until_redis_works(lambda: self.queue.publish(Event(
             type="started", job_id=job_id, reply_to=delivery.job.reply_to, caption=brief.caption,
             brief=brief.to_dict() if delivery.job.request.mode == "text" else None,
-        ))
+        )), job_id)
         self._briefed.put(job)
         self._room -= 1
 
@@ -349,9 +371,10 @@ class Worker:
         except AnalysisError as error:
             raise UserError(str(error)) from error
 
-    def _takes(self, job: Job, brief: Brief) -> list[TakeRequest]:
-        """What the engine makes for ``job``: one take per seed, continuing a stored take for an
+    def _takes(self, delivery: Delivery, brief: Brief) -> list[TakeRequest]:
+        """What the engine makes for a job: one take per seed, continuing a stored take for an
         extension, with room to cut a loop from, following the job's melody clip if it has one."""
+        job = delivery.job
         request = job.request
         frames = self.musicgen.frames_for(generation_seconds(request, brief.bpm))
         prompt = melody = None
@@ -370,45 +393,67 @@ class Worker:
             if clip is None:
                 raise UserError("The melody clip of this request expired before it could be used. Send it again.")
             melody = read_clip(clip)[0]
-        return [TakeRequest((job.job_id, index), brief.caption, seed, frames, prompt, melody)
+        return [TakeRequest((job.job_id, delivery.entry_id, index), brief.caption, seed, frames, prompt, melody)
                 for index, seed in enumerate(job.seeds, start=1)]
 
     # ---- the output thread ---------------------------------------------------------------
     def _output(self) -> None:
-        while True:
-            item = self._finished.get()
-            if item is None:
-                return
-            job, index, finished = item
-            if job.failed:
-                continue
+        while (work := self._outbox.get()) is not None:
             try:
-                self._store(job, index, finished)
-            except Exception as error:
-                log.exception("job %s: making the audio of take %d failed", job.job_id, index)
-                self._abandon(job)
-                self._to_discard.put(job)
-                self._retry(job.delivery, f"audio post-processing failed: {type(error).__name__}")
-                continue
-            if len(job.stored) == len(job.delivery.job.seeds):
-                self._complete(job)
+                work()
+            except Exception:
+                log.exception("the output thread's work failed")
 
-    def _store(self, job: _Job, index: int, finished: FinishedTake) -> None:
+    def _make_file(self, job: _Job, index: int, finished: FinishedTake) -> None:
+        """Render a finished take, store it, and complete its job when it was the last take.
+        Any failure but Redis being away (which is waited out) sends the job back in line."""
+        if job.failed:
+            return
         started = time.perf_counter()
-        request = job.delivery.job.request
-        rendered = render_take(self.musicgen, finished, request, job.brief.bpm, self.options.mastering,
-                               max_bytes=self.options.max_upload_bytes)
-        file = rendered.file
+        try:
+            rendered = render_take(self.musicgen, finished, job.delivery.job.request, job.brief.bpm,
+                                   self.options.mastering, max_bytes=self.options.max_upload_bytes)
+            self.stats.output_seconds += time.perf_counter() - started
+            self._until_redis_works(lambda: self._store(job, index, finished, rendered.file, rendered.preview),
+                                    job.job_id)
+            if len(job.stored) == len(job.delivery.job.seeds) and not job.failed:
+                self._until_redis_works(lambda: self._complete(job), job.job_id)
+        except Exception as error:
+            log.exception("job %s: making the audio of take %d failed", job.job_id, index)
+            self._abandon(job)
+            self._to_discard.put(job)
+            reason = f"audio post-processing failed: {type(error).__name__}"
+            try:
+                self._until_redis_works(lambda: self._retry(job.delivery, reason), job.job_id)
+            except redis.RedisError:
+                log.error("job %s: Redis stayed away; it returns to the queue after the visibility timeout", job.job_id)
+
+    def _until_redis_works(self, action: Callable[[], T], job_id: str) -> T:
+        """``action()``, tried again every second while Redis is away (a restart, a failover).
+        Once the worker is stopping it gives up after 30 s: the job then returns to the queue
+        after the visibility timeout."""
+        waited = 0
+        while True:
+            try:
+                return action()
+            except redis.RedisError as error:
+                if waited % 10 == 0:
+                    log.warning("job %s: Redis did not answer (%s); trying again", job_id, error)
+                if self._stopping.is_set() and waited >= 30:
+                    raise
+                time.sleep(1.0)
+                waited += 1
+
+    def _store(self, job: _Job, index: int, finished: FinishedTake, file: AudioFile, preview: bytes) -> None:
         job_id, seed = job.job_id, job.delivery.job.seeds[index - 1]
         key = self.queue.store_audio(job_id, index, file.data)
         tokens_key = self.queue.store_tokens(job_id, index, codes_to_bytes(finished.codes)) if finished.codes is not None else ""
         seconds = round(file.duration_s, 3)
         job.stored[index] = Take(
             index=index, seed=seed, duration=seconds, audio_key=key, bitrate_kbps=file.bitrate_kbps,
-            size_bytes=len(file.data), tokens_key=tokens_key, format=file.format, loop=request.loop,
-            preview_key=self.queue.store_preview(job_id, index, rendered.preview), note=file.note,
+            size_bytes=len(file.data), tokens_key=tokens_key, format=file.format, loop=job.delivery.job.request.loop,
+            preview_key=self.queue.store_preview(job_id, index, preview), note=file.note,
             length=seconds if job.delivery.job.extend is not None else 0.0)
-        self.stats.output_seconds += time.perf_counter() - started
 
     def _complete(self, job: _Job) -> None:
         delivery, brief = job.delivery, job.brief
