@@ -20,7 +20,7 @@ CASES = {"plain", "tense-quiet", "plain-excitement", "mixed", "rant", "sports-co
 FORMS = {"script", "vlog", "game", "story", "ad", "speech", "podcast"}
 
 
-@pytest.mark.parametrize("name, per_language", [("tone_dev.jsonl", 40), ("tone_unseen.jsonl", 48)])
+@pytest.mark.parametrize("name, per_language", [("tone_dev.jsonl", 40), ("tone_unseen.jsonl", 48), ("tone_unseen2.jsonl", 56)])
 def test_issue_12_sets_cover_every_quadrant_kind_and_case_in_both_languages(name: str, per_language: int) -> None:
     rows = load_rows(DATA / name)
     assert len({r["id"] for r in rows}) == len(rows)
@@ -35,11 +35,18 @@ def test_issue_12_sets_cover_every_quadrant_kind_and_case_in_both_languages(name
         assert row["moods"] and all(catalog().lookup("mood", m).name == m for m in row["moods"])
 
 
+def test_the_second_unseen_set_has_at_least_four_texts_of_every_harder_kind_per_language() -> None:
+    rows = load_rows(DATA / "tone_unseen2.jsonl")
+    for lang in ("en", "ko"):
+        cases = Counter(r["case"] for r in rows if r["lang"] == lang)
+        assert min(n for case, n in cases.items() if case != "plain") >= 4
+
+
 def test_no_text_is_shared_between_the_bank_and_the_evaluation_sets() -> None:
     evaluated = {r["text"] for path in DATA.glob("*.jsonl") for r in load_rows(path)}
     assert not evaluated & {row.text for row in bank()}
-    dev, unseen = ({r["text"] for r in load_rows(DATA / n)} for n in ("tone_dev.jsonl", "tone_unseen.jsonl"))
-    assert not dev & unseen
+    sets = [{r["text"] for r in load_rows(DATA / n)} for n in ("tone_dev.jsonl", "tone_unseen.jsonl", "tone_unseen2.jsonl")]
+    assert all(not a & b for i, a in enumerate(sets) for b in sets[i + 1:])
 
 
 def test_the_bank_is_balanced_and_well_formed() -> None:
