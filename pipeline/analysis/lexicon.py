@@ -54,10 +54,10 @@ class Score:
         self.weight += weight
         self.hits += 1
 
-    def merge(self, other: "Score") -> None:
-        self.valence_sum += other.valence_sum
-        self.arousal_sum += other.arousal_sum
-        self.weight += other.weight
+    def merge(self, other: "Score", weight: float = 1.0) -> None:
+        self.valence_sum += weight * other.valence_sum
+        self.arousal_sum += weight * other.arousal_sum
+        self.weight += weight * other.weight
         self.hits += other.hits
 
     @property
@@ -101,12 +101,31 @@ def score_english(text: str) -> Score:
         if affect is None:
             continue
         before = words[max(0, i - 3): i]
-        negated = any(w in _NEGATORS_EN or w.endswith("nt") and w[:-2] in {"do", "does", "did", "is", "was", "are", "were", "could", "would", "should"} for w in before)
+        negated = _negated_english(before, word)
         weight = 1.0
         for w in before[-1:]:
             weight *= _INTENSIFIERS_EN.get(w, 1.0)
         score.add(affect, weight, negated)
     return score
+
+
+_NEGATED_AUX_EN = {"do", "does", "did", "is", "was", "are", "were", "could", "would", "should"}
+# Words that end a negation's reach: "can't stop smiling", "can't wait", "couldn't help laughing",
+# "can't believe how happy", "not sad but relieved" are not negated feelings.
+_SCOPE_BREAKERS_EN = {"stop", "stopped", "wait", "help", "believe", "but"}
+
+
+def _negated_english(before: list[str], word: str) -> bool:
+    """Whether a negator among the (up to three) words before ``word`` reaches it."""
+    for j in range(len(before) - 1, -1, -1):
+        w = before[j]
+        if w in _SCOPE_BREAKERS_EN:
+            return False
+        if w in _NEGATORS_EN or w.endswith("nt") and w[:-2] in _NEGATED_AUX_EN:
+            # "never been so happy", "never felt better": never before a degree is praise, not negation
+            between = before[j + 1:]
+            return not (w == "never" and ({"so", "more", "this"} & set(between) or word.endswith(("er", "est"))))
+    return False
 
 
 _kiwi = None
