@@ -268,10 +268,10 @@ def test_korean_derived_adjectives_and_softeners() -> None:
 
 def test_the_sentence_model_reads_korean_itself(analyser: Analyser, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the lexicons silenced, Korean is still read: the multilingual model understands it."""
-    from pipeline.analysis import analyser as module
+    from pipeline.analysis import lexicon
     from pipeline.analysis.lexicon import Score
 
-    monkeypatch.setattr(module, "_lexicon_scores", lambda sentences: [Score() for _ in sentences])
+    monkeypatch.setattr(lexicon, "score_sentences", lambda sentences: [Score() for _ in sentences])
     sad = analyser.analyse_text("장례식이 끝나고 모두 돌아간 뒤에도 그는 무덤 앞을 떠나지 못했다.")
     cheering = analyser.analyse_text("결승골이 들어가자 관중석의 모든 사람이 자리에서 일어나 서로를 껴안았다.")
     assert sad.valence < 0 < cheering.valence
@@ -298,6 +298,8 @@ ISSUE_12_KINDS = [
                        "I'm so happy.", 1, -1),
     ("calm but happy", "느긋한 아침. 창가에서 차를 마시고, 고양이는 무릎 위에서 가르랑거린다. 갈 곳도 없고, 참 행복하다.", 1, -1),
     # known misses of the first round, read right since the second
+    ("rant", "The neighbours upstairs are stomping around at 2 a.m. again. I've asked them nicely three times. "
+             "I'm done.", -1, 1),
     ("tense, quiet", "아기 모니터에서 누군가 나지막이 자장가를 흥얼거린다. 집에는 우리 둘뿐인데.", -1, 1),
     ("mixed, joy wins", "Exams all week, no sleep, constant stress. Then the last paper was done and we ran "
                         "screaming into the sea.", 1, 1),
@@ -307,8 +309,6 @@ ISSUE_12_KINDS = [
 _KNOWN_MISS = pytest.mark.xfail(strict=True, reason="known miss, listed in the README's known limits")
 ISSUE_12_KINDS += [pytest.param(*case, marks=_KNOWN_MISS) for case in [
     ("tense, quiet", "She folded her hands and asked, very quietly, where the rest of our savings had gone.", -1, 1),
-    ("rant", "The neighbours upstairs are stomping around at 2 a.m. again. I've asked them nicely three times. "
-             "I'm done.", -1, 1),
 ]]
 
 
@@ -394,12 +394,11 @@ def test_the_sentence_model_never_reads_more_than_max_tokens(analyser: Analyser)
     spy.embedder.encode = lambda texts: (seen.extend(analyser.embedder.token_count(t) for t in texts),  # type: ignore[method-assign]
                                          original(texts))[1]
     texts = [long_text("en"), long_text("ko"), "word " * 3000,  # one endless sentence
-             "I wasn't sure about the trip. Then we saw the sea. It was wonderful.",  # whole text plus its ending
-             "오늘은 비가 왔다. 우산을 쓰고 천천히 걸었다. 마음이 편안했다."]
+             "I wasn't sure about the trip. Then we saw the sea. It was wonderful."]
     for text in texts:
         seen.clear()
         assert_well_formed(spy.analyse_text(text))
-        assert seen and sum(seen) <= analyser.config.max_tokens, (text[:40], seen)  # all the reads of one text
+        assert seen and sum(seen) <= analyser.config.max_tokens, (text[:40], seen)  # all reads of one text
 
 
 def test_loading_leaves_omp_num_threads_as_it_found_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -417,12 +416,12 @@ def test_loading_leaves_omp_num_threads_as_it_found_it(monkeypatch: pytest.Monke
 
 def test_a_long_texts_lexicon_reading_is_bounded_and_spans_the_text(analyser: Analyser,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.analysis import analyser as module
+    from pipeline.analysis import lexicon
     from pipeline.analysis.bench import long_text
 
     calls: list[list[str]] = []
-    real = module._lexicon_scores
-    monkeypatch.setattr(module, "_lexicon_scores", lambda sentences: (calls.append(sentences), real(sentences))[1])
+    real = lexicon.score_sentences
+    monkeypatch.setattr(lexicon, "score_sentences", lambda sentences: (calls.append(sentences), real(sentences))[1])
     text = long_text("ko")
     assert_well_formed(analyser.analyse_text(text))
     from pipeline.analysis.text import sentences

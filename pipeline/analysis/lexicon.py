@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .tables import read_table
+from .text import hangul_share
 
 _NEGATORS_EN = {"not", "no", "never", "nothing", "nobody", "without", "hardly", "cannot", "cant",
                 "dont", "didnt", "doesnt", "isnt", "wasnt", "arent", "werent", "wont", "couldnt"}
@@ -61,12 +62,54 @@ class Score:
         self.hits += other.hits
 
     @property
+    def share(self) -> float:
+        """How much the analyser trusts this evidence: little when few lexicon words occur."""
+        return self.hits / (self.hits + 2.0)
+
+    @property
     def valence(self) -> float:
         return self.valence_sum / self.weight if self.weight else 0.0
 
     @property
     def arousal(self) -> float:
         return self.arousal_sum / self.weight if self.weight else 0.0
+
+
+def resolve(scores: list[Score]) -> Score:
+    """One text's evidence from its sentences' in order: later sentences weigh more (the last ten
+    times the first), since a text's overall tone is how it resolves."""
+    total = Score()
+    for i, score in enumerate(scores):
+        total.merge(score, 0.2 + 1.8 * i / (len(scores) - 1) if len(scores) > 1 else 1.0)
+    return total
+
+
+def score_sentences(sentences: list[str]) -> list[Score]:
+    """Evidence per sentence: Korean through kiwipiepy (one batch), plus any Latin words in it."""
+    is_korean = [hangul_share(s) > 0 for s in sentences]
+    korean_scores = iter(score_korean_many([s for s, ko in zip(sentences, is_korean) if ko]))
+    scores = []
+    for sentence, ko in zip(sentences, is_korean):
+        if ko:
+            score = next(korean_scores)
+            latin = " ".join(re.findall(r"[A-Za-z][A-Za-z' -]*", sentence)).strip()
+            if latin:
+                score.merge(score_english(latin))
+        else:
+            score = score_english(sentence)
+        scores.append(score)
+    return scores
+
+
+BIAS_FILE = "lexicon_bias.tsv"
+
+
+@lru_cache(maxsize=1)
+def bank_bias() -> dict[str, tuple[float, float]]:
+    """Per language, the lexicons' average evidence (share x valence, share x arousal) over the
+    tone bank's situations, which are balanced across the four quadrants: the lexicons' lean.
+    Shipped in data/lexicon_bias.tsv (``python -m pipeline.analysis.vectors`` rebuilds it)."""
+    return {lang: (float(v), float(a)) for lang, v, a in read_table(BIAS_FILE)}
 
 
 @lru_cache(maxsize=1)
