@@ -321,6 +321,25 @@ def test_harder_kinds_get_the_tone_a_listener_hears(analyser: Analyser, kind: st
     assert (brief.arousal > 0) == (arousal > 0), (kind, brief.arousal)
 
 
+@pytest.mark.parametrize("text", [
+    "The fire alarm screams, smoke pours under the door and the stairwell is already full of people shoving.",
+    "The ship is sinking fast: water floods the lower deck and the crew scream for the lifeboats.",
+    "화재경보가 울리고 문틈으로 연기가 밀려든다. 비상계단은 이미 밀치는 사람들로 가득하다.",
+])
+def test_the_first_mood_names_the_quadrants_feeling_and_the_others_do_not_contradict_it(analyser: Analyser,
+                                                                                        text: str) -> None:
+    from pipeline.analysis.analyser import _CORE_MOODS
+    from pipeline.analysis.profiles import of_kind
+
+    brief = analyser.analyse_text(text)
+    assert brief.valence < 0 < brief.arousal
+    assert brief.moods[0] in _CORE_MOODS[(False, True)]
+    points = {p.name: (p.valence, p.arousal) for p in of_kind("mood")}
+    for mood in brief.moods[1:]:  # no playful, cheerful or sleepy colour on a tense scene
+        v, a = points[mood]
+        assert (v <= 0.2 or abs(brief.valence) < 0.25) and (a >= -0.2 or brief.arousal < 0.25), (mood, brief)
+
+
 def test_rant_reads_angry_not_sad(analyser: Analyser) -> None:
     brief = analyser.analyse_text("윗집이 또 새벽 두 시에 쿵쿵거린다. 세 번이나 좋게 말했는데. 이제 진짜 못 참겠다.")
     assert brief.valence < 0 < brief.arousal

@@ -257,12 +257,15 @@ class Analyser:
         # adventure), colour it when they score close to it.
         core = _CORE_MOODS[(reading.valence > 0, reading.arousal > 0)]
         lead = next(i for i in order if profiles[i].name in core)
-        order.remove(lead)
-        picked = [profiles[lead].name]
-        for i in order[:2]:
-            if score[i] > score[lead] - 0.6:
-                picked.append(profiles[i].name)
-        return picked
+        va = self._profile_va["mood"]
+        # A colour does not contradict a clear reading: on an axis where the text is clearly on one side,
+        # its point is on that side too, or near the middle.
+        fits = np.ones(len(profiles), dtype=bool)
+        for axis, value in enumerate((reading.valence, reading.arousal)):
+            if abs(value) >= 0.25:
+                fits &= ((va[:, axis] > 0) == (value > 0)) | (np.abs(va[:, axis]) <= 0.2)
+        colours = [i for i in order if i != lead and fits[i] and score[i] > score[lead] - 0.6]
+        return [profiles[i].name for i in [lead] + colours[:2]]
 
     def _choose_genres(self, reading: Reading, moods: list[str]) -> list[str]:
         profiles = self._profiles["genre"]
