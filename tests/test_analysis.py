@@ -235,6 +235,27 @@ def test_korean_negated_predicates_flip_valence(negated: str, plain: str) -> Non
     assert neg.valence * pos.valence < 0
 
 
+def test_english_negation_stops_where_the_feeling_is_not_negated() -> None:
+    from pipeline.analysis.lexicon import score_english
+
+    assert score_english("I am not happy").valence < 0
+    assert score_english("I wasn't calm").arousal > 0
+    for text in ("I can't stop smiling", "I couldn't help laughing", "I can't believe how happy I am",
+                 "not sad but relieved", "I have never been so happy"):
+        assert score_english(text).valence > 0, text
+
+
+def test_words_for_how_a_thing_is_said_carry_little_arousal() -> None:
+    """A soft voice or a lullaby does not make a scene calm (issue 12: tense but quiet)."""
+    from pipeline.analysis.lexicon import english_lexicon, korean_lexicon
+
+    en, ko = english_lexicon(), korean_lexicon()
+    for word in ("quiet", "softly", "slowly", "soft", "whisper", "lullaby", "hum"):
+        assert abs(en[word].arousal) <= 0.2, word
+    for word in ("조용하다", "천천히", "속삭이다", "자장가", "살며시"):
+        assert abs(ko[word].arousal) <= 0.2, word
+
+
 def test_korean_derived_adjectives_and_softeners() -> None:
     from pipeline.analysis.lexicon import score_korean
 
@@ -247,10 +268,10 @@ def test_korean_derived_adjectives_and_softeners() -> None:
 
 def test_the_sentence_model_reads_korean_itself(analyser: Analyser, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the lexicons silenced, Korean is still read: the multilingual model understands it."""
-    from pipeline.analysis import analyser as module
+    from pipeline.analysis import lexicon
     from pipeline.analysis.lexicon import Score
 
-    monkeypatch.setattr(module, "_lexicon_scores", lambda sentences: [Score() for _ in sentences])
+    monkeypatch.setattr(lexicon, "score_sentences", lambda sentences: [Score() for _ in sentences])
     sad = analyser.analyse_text("장례식이 끝나고 모두 돌아간 뒤에도 그는 무덤 앞을 떠나지 못했다.")
     cheering = analyser.analyse_text("결승골이 들어가자 관중석의 모든 사람이 자리에서 일어나 서로를 껴안았다.")
     assert sad.valence < 0 < cheering.valence
@@ -276,17 +297,18 @@ ISSUE_12_KINDS = [
     ("calm but happy", "A slow morning: tea on the windowsill, the cat purring on my lap, and nowhere to be. "
                        "I'm so happy.", 1, -1),
     ("calm but happy", "느긋한 아침. 창가에서 차를 마시고, 고양이는 무릎 위에서 가르랑거린다. 갈 곳도 없고, 참 행복하다.", 1, -1),
+    # known misses of the first round, read right since the second
+    ("rant", "The neighbours upstairs are stomping around at 2 a.m. again. I've asked them nicely three times. "
+             "I'm done.", -1, 1),
+    ("tense, quiet", "아기 모니터에서 누군가 나지막이 자장가를 흥얼거린다. 집에는 우리 둘뿐인데.", -1, 1),
+    ("mixed, joy wins", "Exams all week, no sleep, constant stress. Then the last paper was done and we ran "
+                        "screaming into the sea.", 1, 1),
 ]
 
 
 _KNOWN_MISS = pytest.mark.xfail(strict=True, reason="known miss, listed in the README's known limits")
 ISSUE_12_KINDS += [pytest.param(*case, marks=_KNOWN_MISS) for case in [
     ("tense, quiet", "She folded her hands and asked, very quietly, where the rest of our savings had gone.", -1, 1),
-    ("tense, quiet", "아기 모니터에서 누군가 나지막이 자장가를 흥얼거린다. 집에는 우리 둘뿐인데.", -1, 1),
-    ("mixed, joy wins", "Exams all week, no sleep, constant stress. Then the last paper was done and we ran "
-                        "screaming into the sea.", 1, 1),
-    ("rant", "The neighbours upstairs are stomping around at 2 a.m. again. I've asked them nicely three times. "
-             "I'm done.", -1, 1),
 ]]
 
 
@@ -297,6 +319,25 @@ def test_harder_kinds_get_the_tone_a_listener_hears(analyser: Analyser, kind: st
     brief = analyser.analyse_text(text)
     assert (brief.valence > 0) == (valence > 0), (kind, brief.valence)
     assert (brief.arousal > 0) == (arousal > 0), (kind, brief.arousal)
+
+
+@pytest.mark.parametrize("text", [
+    "The fire alarm screams, smoke pours under the door and the stairwell is already full of people shoving.",
+    "The ship is sinking fast: water floods the lower deck and the crew scream for the lifeboats.",
+    "화재경보가 울리고 문틈으로 연기가 밀려든다. 비상계단은 이미 밀치는 사람들로 가득하다.",
+])
+def test_the_first_mood_names_the_quadrants_feeling_and_the_others_do_not_contradict_it(analyser: Analyser,
+                                                                                        text: str) -> None:
+    from pipeline.analysis.analyser import _CORE_MOODS
+    from pipeline.analysis.profiles import of_kind
+
+    brief = analyser.analyse_text(text)
+    assert brief.valence < 0 < brief.arousal
+    assert brief.moods[0] in _CORE_MOODS[(False, True)]
+    points = {p.name: (p.valence, p.arousal) for p in of_kind("mood")}
+    for mood in brief.moods[1:]:  # no playful, cheerful or sleepy colour on a tense scene
+        v, a = points[mood]
+        assert (v <= 0.2 or abs(brief.valence) < 0.25) and (a >= -0.2 or brief.arousal < 0.25), (mood, brief)
 
 
 def test_rant_reads_angry_not_sad(analyser: Analyser) -> None:
@@ -310,9 +351,55 @@ def test_development_set_of_issue_12_stays_above_its_bar(analyser: Analyser) -> 
     tallies = evaluate(analyser, load_rows(DATA / "tone_dev.jsonl"))
     for lang in ("en", "ko"):
         t, hard = tallies[lang], tallies[f"{lang}/harder"]
-        assert t.valence / t.n >= 0.80 and t.arousal / t.n >= 0.85, (lang, t.valence, t.arousal, t.n)
-        assert hard.valence / hard.n >= 0.75 and hard.arousal / hard.n >= 0.80, (lang, hard.valence, hard.arousal)
+        assert t.valence / t.n >= 0.85 and t.arousal / t.n >= 0.85, (lang, t.valence, t.arousal, t.n)
+        assert hard.valence / hard.n >= 0.80 and hard.arousal / hard.n >= 0.80, (lang, hard.valence, hard.arousal)
+        assert t.mood / t.n >= 0.75, (lang, t.mood, t.n)
+
+
+def test_longer_development_texts_stay_above_their_bar(analyser: Analyser) -> None:
+    """Texts longer than the sentence model's budget (tests/data/tone_dev_long.jsonl, 60-160 tokens):
+    a regression guard for how a long text is read, not a measure of quality."""
+    tallies = evaluate(analyser, load_rows(DATA / "tone_dev_long.jsonl"))
+    for lang in ("en", "ko"):
+        t = tallies[lang]
+        assert t.valence / t.n >= 0.80 and t.arousal / t.n >= 0.80, (lang, t.valence, t.arousal, t.n)
         assert t.mood / t.n >= 0.70, (lang, t.mood, t.n)
+
+
+# Written for these tests (not taken from any evaluation set): longer than the model's budget, with
+# most feeling words in the first part and the overall tone only in how the text resolves.
+RESOLVES_LATE = [
+    ("The first week of the tour was miserable. The bus broke down in the rain, the drummer was sick and furious, "
+     "two venues cancelled, and we slept on the cold floor of a church hall, hungry, exhausted and close to tears. "
+     "I was scared we had ruined everything. I honestly wanted to quit. Then came Glasgow. The room was packed to "
+     "the walls and the crowd sang every word back at us. We played three encores.", 1),
+    ("It was the happiest summer of our lives. We swam in the river every sunny morning, ate sweet cherries from the "
+     "tree, laughed on the roof at night and danced in the kitchen with Grandpa, who was proud, funny and full of "
+     "joy. He taught us to fish and to whistle. In September the phone rang during dinner. We never went back to "
+     "that house, and nobody has whistled in ours since.", -1),
+    ("우리 인생에서 가장 행복한 여름이었다. 화창한 아침마다 강에서 수영하고, 나무에서 달콤한 체리를 따 먹고, 밤이면 "
+     "옥상에서 깔깔 웃고, 부엌에서 할아버지와 춤을 췄다. 할아버지는 늘 유쾌하고 자랑스러워하셨고 기쁨이 넘치셨다. "
+     "우리에게 낚시와 휘파람을 가르쳐 주셨다. 구월의 어느 저녁, 식사 중에 전화가 울렸다. 우리는 다시는 그 집에 가지 "
+     "않았고, 그 뒤로 우리 집에서 휘파람을 부는 사람은 없다.", -1),
+    pytest.param("첫 주는 정말 비참했다. 비 오는 국도에서 버스가 고장 났고, 드러머는 아프고 잔뜩 화가 나 있었고, 공연 두 개가 "
+                 "취소됐고, 우리는 난방도 안 되는 교회 강당 바닥에서 배고프고 지치고 서러워서 울 뻔하며 잤다. 다 망쳤다는 "
+                 "생각에 무서웠다. 솔직히 그만두고 싶었다. 그리고 부산 공연. 객석은 벽까지 꽉 찼고, 관객들이 가사를 전부 "
+                 "따라 불렀다. 우리는 앙코르를 세 번이나 했다.", 1, marks=_KNOWN_MISS),
+]
+
+
+@pytest.mark.parametrize("text, valence", RESOLVES_LATE)
+def test_a_long_text_is_read_for_how_it_resolves(analyser: Analyser, text: str, valence: int) -> None:
+    seen: list[str] = []
+    spy = copy.copy(analyser)
+    spy.embedder = copy.copy(analyser.embedder)
+    original = analyser.embedder.encode
+    spy.embedder.encode = lambda texts: (seen.extend(texts), original(texts))[1]  # type: ignore[method-assign]
+    assert analyser.embedder.token_count(text) > analyser.config.max_tokens
+    brief = spy.analyse_text(text)
+    assert (brief.valence > 0) == (valence > 0), brief.valence
+    last_words = text.split()[-3:]
+    assert seen and all(w in seen[0] for w in last_words)  # the model read the ending
 
 
 # ------------------------------------------------------------------ speed bound and threads
@@ -325,10 +412,12 @@ def test_the_sentence_model_never_reads_more_than_max_tokens(analyser: Analyser)
     original = analyser.embedder.encode
     spy.embedder.encode = lambda texts: (seen.extend(analyser.embedder.token_count(t) for t in texts),  # type: ignore[method-assign]
                                          original(texts))[1]
-    for lang in ("en", "ko"):
-        assert_well_formed(spy.analyse_text(long_text(lang)))
-    spy.analyse_text("word " * 3000)  # one endless sentence
-    assert seen and max(seen) <= analyser.config.max_tokens
+    texts = [long_text("en"), long_text("ko"), "word " * 3000,  # one endless sentence
+             "I wasn't sure about the trip. Then we saw the sea. It was wonderful."]
+    for text in texts:
+        seen.clear()
+        assert_well_formed(spy.analyse_text(text))
+        assert seen and sum(seen) <= analyser.config.max_tokens, (text[:40], seen)  # all reads of one text
 
 
 def test_loading_leaves_omp_num_threads_as_it_found_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -346,12 +435,12 @@ def test_loading_leaves_omp_num_threads_as_it_found_it(monkeypatch: pytest.Monke
 
 def test_a_long_texts_lexicon_reading_is_bounded_and_spans_the_text(analyser: Analyser,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.analysis import analyser as module
+    from pipeline.analysis import lexicon
     from pipeline.analysis.bench import long_text
 
     calls: list[list[str]] = []
-    real = module._lexicon_scores
-    monkeypatch.setattr(module, "_lexicon_scores", lambda sentences: (calls.append(sentences), real(sentences))[1])
+    real = lexicon.score_sentences
+    monkeypatch.setattr(lexicon, "score_sentences", lambda sentences: (calls.append(sentences), real(sentences))[1])
     text = long_text("ko")
     assert_well_formed(analyser.analyse_text(text))
     from pipeline.analysis.text import sentences

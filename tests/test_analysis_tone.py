@@ -20,26 +20,38 @@ CASES = {"plain", "tense-quiet", "plain-excitement", "mixed", "rant", "sports-co
 FORMS = {"script", "vlog", "game", "story", "ad", "speech", "podcast"}
 
 
-@pytest.mark.parametrize("name, per_language", [("tone_dev.jsonl", 40), ("tone_unseen.jsonl", 48)])
-def test_issue_12_sets_cover_every_quadrant_kind_and_case_in_both_languages(name: str, per_language: int) -> None:
+@pytest.mark.parametrize("name, per_language, per_quadrant", [
+    ("tone_dev.jsonl", 40, 10), ("tone_unseen.jsonl", 48, 10), ("tone_unseen2.jsonl", 56, 10),
+    ("tone_dev_long.jsonl", 36, 9),
+])
+def test_issue_12_sets_cover_every_quadrant_kind_and_case_in_both_languages(name: str, per_language: int,
+                                                                           per_quadrant: int) -> None:
     rows = load_rows(DATA / name)
     assert len({r["id"] for r in rows}) == len(rows)
     for lang in ("en", "ko"):
         subset = [r for r in rows if r["lang"] == lang]
         assert len(subset) == per_language
         quadrants = Counter((r["valence"], r["arousal"]) for r in subset)
-        assert set(quadrants) == {(1, 1), (1, -1), (-1, 1), (-1, -1)} and min(quadrants.values()) >= 10
+        assert set(quadrants) == {(1, 1), (1, -1), (-1, 1), (-1, -1)} and min(quadrants.values()) >= per_quadrant
         assert {r["kind"] for r in subset} == FORMS and {r["case"] for r in subset} == CASES
         assert sum(r["case"] != "plain" for r in subset) >= per_language // 2  # a good share of harder cases
     for row in rows:
         assert row["moods"] and all(catalog().lookup("mood", m).name == m for m in row["moods"])
 
 
+def test_the_second_unseen_set_has_at_least_four_texts_of_every_harder_kind_per_language() -> None:
+    rows = load_rows(DATA / "tone_unseen2.jsonl")
+    for lang in ("en", "ko"):
+        cases = Counter(r["case"] for r in rows if r["lang"] == lang)
+        assert min(n for case, n in cases.items() if case != "plain") >= 4
+
+
 def test_no_text_is_shared_between_the_bank_and_the_evaluation_sets() -> None:
     evaluated = {r["text"] for path in DATA.glob("*.jsonl") for r in load_rows(path)}
     assert not evaluated & {row.text for row in bank()}
-    dev, unseen = ({r["text"] for r in load_rows(DATA / n)} for n in ("tone_dev.jsonl", "tone_unseen.jsonl"))
-    assert not dev & unseen
+    names = ("tone_dev.jsonl", "tone_dev_long.jsonl", "tone_unseen.jsonl", "tone_unseen2.jsonl")
+    sets = [{r["text"] for r in load_rows(DATA / n)} for n in names]
+    assert all(not a & b for i, a in enumerate(sets) for b in sets[i + 1:])
 
 
 def test_the_bank_is_balanced_and_well_formed() -> None:
@@ -58,9 +70,24 @@ def test_tone_head_learns_a_linear_tone_and_keeps_its_bias() -> None:
     x = rng.normal(size=(200, 8))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     truth = np.stack([x[:, 0] - x[:, 1], x[:, 2]], axis=1) + np.array([0.3, -0.2])
-    head = ToneHead.fit(x, truth, ridge=1e-6)
+    head = ToneHead.fit(x, truth, ridge=1e-6, neighbour_share=0.0)
     assert np.allclose(head.predict(x), truth, atol=1e-4)
     assert head.predict(np.zeros((1, 8)))[0] == pytest.approx([0.3, -0.2], abs=1e-4)
+
+
+def test_tone_head_follows_the_nearest_situations_where_a_line_cannot() -> None:
+    """Four tight clusters whose tones no line separates (opposite clusters share a tone, as a
+    quiet threat and a loud fight can): the nearest situations carry each cluster's own tone."""
+    rng = np.random.default_rng(1)
+    centres = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    x = np.repeat(centres, 30, axis=0) + 0.05 * rng.normal(size=(120, 3))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    tone = np.repeat(np.array([[1.0, 0.5], [-1.0, 0.5], [1.0, 0.5], [-1.0, 0.5]]), 30, axis=0)
+    linear = ToneHead.fit(x, tone, neighbour_share=0.0).predict(centres)
+    blended = ToneHead.fit(x, tone, neighbour_share=0.5, neighbours=5).predict(centres)
+    assert np.all(np.abs(linear[:, 0]) < 0.2)  # a line averages the clusters away
+    assert np.all(np.sign(blended[:, 0]) == [1, -1, 1, -1]) and np.all(np.abs(blended[:, 0]) > 0.4)
+    assert np.allclose(blended[:, 1], 0.5, atol=0.1)
 
 
 # ------------------------------------------------------------------ shipped vectors
@@ -71,6 +98,18 @@ def test_every_fixed_text_has_a_shipped_vector() -> None:
     shipped = shipped_vectors()
     missing = [t for t in fixed_texts() if text_key(t) not in shipped]
     assert not missing, f"run python -m pipeline.analysis.vectors ({len(missing)} missing, e.g. {missing[:2]})"
+
+
+def test_shipped_lexicon_bias_is_current_with_the_lexicons_and_the_bank() -> None:
+    pytest.importorskip("kiwipiepy")
+    from pipeline.analysis.lexicon import bank_bias
+    from pipeline.analysis.vectors import lexicon_bias
+
+    shipped, fresh = bank_bias(), lexicon_bias()
+    assert set(shipped) == set(fresh) == {"en", "ko"}
+    for lang in fresh:
+        assert shipped[lang] == pytest.approx(fresh[lang], abs=1e-3), "run python -m pipeline.analysis.vectors"
+    assert all(v > 0 for v, _ in fresh.values())  # the lexicons know more happy words than sad ones
 
 
 def test_shipped_vectors_match_the_installed_model() -> None:

@@ -94,7 +94,8 @@ def shipped_vectors() -> dict[str, np.ndarray]:
     if not path.is_file():
         return {}
     with path.open("rb") as handle, np.load(handle) as data:
-        return {key: data["vectors"][i] for i, key in enumerate(data["keys"])}
+        keys, vectors = data["keys"], data["vectors"]  # each access decompresses the whole array: once
+    return dict(zip(keys, vectors))
 
 
 def save_vectors(path: Path, texts: list[str], vectors: np.ndarray) -> None:

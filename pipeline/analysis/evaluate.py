@@ -22,7 +22,9 @@ DEFAULT_DATA = [
     Path("tests/data/unseen_en.jsonl"),
     Path("tests/data/unseen_ko.jsonl"),
     Path("tests/data/tone_dev.jsonl"),
+    Path("tests/data/tone_dev_long.jsonl"),
     Path("tests/data/tone_unseen.jsonl"),
+    Path("tests/data/tone_unseen2.jsonl"),
 ]
 LANGUAGES = {"en": "English", "ko": "Korean"}
 

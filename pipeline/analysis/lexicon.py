@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .tables import read_table
+from .text import hangul_share
 
 _NEGATORS_EN = {"not", "no", "never", "nothing", "nobody", "without", "hardly", "cannot", "cant",
                 "dont", "didnt", "doesnt", "isnt", "wasnt", "arent", "werent", "wont", "couldnt"}
@@ -54,11 +55,16 @@ class Score:
         self.weight += weight
         self.hits += 1
 
-    def merge(self, other: "Score") -> None:
-        self.valence_sum += other.valence_sum
-        self.arousal_sum += other.arousal_sum
-        self.weight += other.weight
+    def merge(self, other: "Score", weight: float = 1.0) -> None:
+        self.valence_sum += weight * other.valence_sum
+        self.arousal_sum += weight * other.arousal_sum
+        self.weight += weight * other.weight
         self.hits += other.hits
+
+    @property
+    def share(self) -> float:
+        """How much the analyser trusts this evidence: little when few lexicon words occur."""
+        return self.hits / (self.hits + 2.0)
 
     @property
     def valence(self) -> float:
@@ -67,6 +73,43 @@ class Score:
     @property
     def arousal(self) -> float:
         return self.arousal_sum / self.weight if self.weight else 0.0
+
+
+def resolve(scores: list[Score]) -> Score:
+    """One text's evidence from its sentences' in order: later sentences weigh more (the last ten
+    times the first), since a text's overall tone is how it resolves."""
+    total = Score()
+    for i, score in enumerate(scores):
+        total.merge(score, 0.2 + 1.8 * i / (len(scores) - 1) if len(scores) > 1 else 1.0)
+    return total
+
+
+def score_sentences(sentences: list[str]) -> list[Score]:
+    """Evidence per sentence: Korean through kiwipiepy (one batch), plus any Latin words in it."""
+    is_korean = [hangul_share(s) > 0 for s in sentences]
+    korean_scores = iter(score_korean_many([s for s, ko in zip(sentences, is_korean) if ko]))
+    scores = []
+    for sentence, ko in zip(sentences, is_korean):
+        if ko:
+            score = next(korean_scores)
+            latin = " ".join(re.findall(r"[A-Za-z][A-Za-z' -]*", sentence)).strip()
+            if latin:
+                score.merge(score_english(latin))
+        else:
+            score = score_english(sentence)
+        scores.append(score)
+    return scores
+
+
+BIAS_FILE = "lexicon_bias.tsv"
+
+
+@lru_cache(maxsize=1)
+def bank_bias() -> dict[str, tuple[float, float]]:
+    """Per language, the lexicons' average evidence (share x valence, share x arousal) over the
+    tone bank's situations, which are balanced across the four quadrants: the lexicons' lean.
+    Shipped in data/lexicon_bias.tsv (``python -m pipeline.analysis.vectors`` rebuilds it)."""
+    return {lang: (float(v), float(a)) for lang, v, a in read_table(BIAS_FILE)}
 
 
 @lru_cache(maxsize=1)
@@ -101,12 +144,31 @@ def score_english(text: str) -> Score:
         if affect is None:
             continue
         before = words[max(0, i - 3): i]
-        negated = any(w in _NEGATORS_EN or w.endswith("nt") and w[:-2] in {"do", "does", "did", "is", "was", "are", "were", "could", "would", "should"} for w in before)
+        negated = _negated_english(before, word)
         weight = 1.0
         for w in before[-1:]:
             weight *= _INTENSIFIERS_EN.get(w, 1.0)
         score.add(affect, weight, negated)
     return score
+
+
+_NEGATED_AUX_EN = {"do", "does", "did", "is", "was", "are", "were", "could", "would", "should"}
+# Words that end a negation's reach: "can't stop smiling", "can't wait", "couldn't help laughing",
+# "can't believe how happy", "not sad but relieved" are not negated feelings.
+_SCOPE_BREAKERS_EN = {"stop", "stopped", "wait", "help", "believe", "but"}
+
+
+def _negated_english(before: list[str], word: str) -> bool:
+    """Whether a negator among the (up to three) words before ``word`` reaches it."""
+    for j in range(len(before) - 1, -1, -1):
+        w = before[j]
+        if w in _SCOPE_BREAKERS_EN:
+            return False
+        if w in _NEGATORS_EN or w.endswith("nt") and w[:-2] in _NEGATED_AUX_EN:
+            # "never been so happy", "never felt better": never before a degree is praise, not negation
+            between = before[j + 1:]
+            return not (w == "never" and ({"so", "more", "this"} & set(between) or word.endswith(("er", "est"))))
+    return False
 
 
 _kiwi = None
