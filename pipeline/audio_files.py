@@ -69,15 +69,15 @@ def fit_audio(data: bytes, audio_format: str, max_bytes: int) -> AudioFile:
     :class:`~pipeline.audio_io.UnreadableAudio` when ``data`` isn't audio."""
     if audio_format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {audio_format!r}")
-    if len(data) <= max_bytes:
-        return AudioFile(data, audio_format, _seconds(data), 0)
+    if len(data) <= max_bytes:  # passed on as it is, unread (duration_s 0: not measured)
+        return AudioFile(data, audio_format, 0.0, 0)
     if audio_format == "mp3":
         fitted = fit_mp3(data, max_bytes=max_bytes)
         return AudioFile(fitted.data, "mp3", fitted.duration_s, fitted.bitrate_kbps)
     if audio_format == "wav":
         flac = _wav_to_flac(data)
         if len(flac) <= max_bytes:
-            return AudioFile(flac, "flac", _seconds(flac), 0)
+            return AudioFile(flac, "flac", sf.info(io.BytesIO(flac)).duration, 0)
     samples, rate = read_audio(data)
     mp3 = encode_mp3(samples, rate, max_bytes=max_bytes)
     return AudioFile(mp3.data, "mp3", mp3.duration_s, mp3.bitrate_kbps)
@@ -89,11 +89,6 @@ def fallback_note(wanted: str, got: str, max_bytes: int, *, loop: bool = False) 
     if loop and got == "mp3":
         note += " MP3 adds a short gap when it repeats: ask for a shorter loop to get FLAC."
     return note
-
-
-def _seconds(data: bytes) -> float:
-    info = sf.info(io.BytesIO(data))
-    return info.frames / info.samplerate
 
 
 def _wav_to_flac(data: bytes) -> bytes:
