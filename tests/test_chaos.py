@@ -182,12 +182,13 @@ def _unless_redis_is_away(call: Callable[[], T], default: T) -> T:
         return default
 
 
-def _busiest_worker(queue: JobQueue, workers: list[Child]) -> Child | None:
-    """The running worker holding the most claimed, unfinished jobs (None while none holds any)."""
+def _busiest_worker(queue: JobQueue, workers: list[Child]) -> tuple[Child, int] | None:
+    """The running worker holding the most claimed, unfinished jobs, and how many it holds
+    (None while none holds any)."""
     pending = queue.redis.xpending(queue.jobs_stream, WORKER_GROUP)
     held = {_pid(c["name"].decode()): int(c["pending"]) for c in pending.get("consumers") or []}
-    holding = [(held[w.process.pid], w) for w in workers if held.get(w.process.pid, 0) > 0]
-    return max(holding, key=lambda pair: pair[0])[1] if holding else None
+    holding = [(w, held[w.process.pid]) for w in workers if held.get(w.process.pid, 0) > 0]
+    return max(holding, key=lambda pair: pair[1]) if holding else None
 
 
 def _pid(consumer: str) -> int:
@@ -240,14 +241,14 @@ def drive(rig: Rig, queue: JobQueue, events: Events) -> Run:
             continue
         finished = len(events.finished())
         if run.worker_kills < len(KILL_WORKER_AT) and finished >= KILL_WORKER_AT[run.worker_kills]:
-            victim = _busiest_worker(queue, rig.workers)
-            if victim is not None:
-                held = queue.redis.xpending(queue.jobs_stream, WORKER_GROUP)["pending"]
+            busiest = _busiest_worker(queue, rig.workers)
+            if busiest is not None:
+                victim, held = busiest
                 rig.kill(victim)
                 rig.start_worker()
                 run.worker_kills += 1
-                run.faults.append(f"{at:5.1f} s: SIGKILL worker pid {victim.process.pid}, a new one started "
-                                  f"({finished} jobs finished, {held} held by workers)")
+                run.faults.append(f"{at:5.1f} s: SIGKILL the worker holding {held} jobs, a new one started "
+                                  f"({finished} jobs finished)")
         if not run.redis_restarts and finished >= RESTART_REDIS_AT:
             rig.crash_redis()
             run.redis_restarts += 1
