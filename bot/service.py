@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
+import redis
+
 from bot import replies
 from bot.followups import EXTEND, LOOP, Action, FollowUp
 from bot.links import MessageLinks, Shown
@@ -370,7 +372,11 @@ class EventPump:
             log.error("job %s: giving up on %s event after %d attempts", event.job_id, event.type, failures)
             await self._abandon(event)
         self._failures.pop(event.event_id, None)
-        await asyncio.to_thread(self.queue.ack_event, self.platform, event.event_id)
+        try:
+            await asyncio.to_thread(self.queue.ack_event, self.platform, event.event_id)
+        except redis.RedisError:  # Redis away past the queue's retries: the pump must go on
+            log.warning("job %s: could not acknowledge its %s event; it is read again later and found settled",
+                        event.job_id, event.type, exc_info=True)
 
     async def _deliver(self, event: Event) -> None:
         if event.type == "started":

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+import redis
 
 from bot import replies
 from bot.links import MessageLinks, Shown
@@ -264,6 +265,31 @@ async def test_an_upload_past_the_grace_period_is_left_to_the_next_process(queue
     restarted = await next_process(queue)
     assert [t[0] for t in restarted.posted] == [1] and restarted.lookups == 1
     assert final(restarted) == ["✅ calm piano — 1 take ready. React 🔁 for another."]
+
+
+async def test_an_acknowledgement_redis_refuses_leaves_the_pump_reading(queue: JobQueue) -> None:
+    """Redis away for longer than the queue's retries just as an event is acknowledged: the
+    pump goes on (the event, already settled, is acknowledged when it is read again)."""
+    acknowledge, refused = queue.ack_event, []
+
+    def ack_once_refused(platform: str, event_id: str) -> None:
+        if not refused:
+            refused.append(event_id)
+            raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        acknowledge(platform, event_id)
+
+    queue.ack_event = ack_once_refused  # type: ignore[method-assign]
+    chat = Chat()
+    for job_id in ("job12", "job13"):
+        for event in done_events(queue, job_id, 1):
+            queue.publish(event)
+    pump = EventPump(queue, "chat", "c1", chat, block_ms=20)
+    pump.start()
+    try:
+        await eventually(lambda: len(final(chat)) == 2)
+    finally:
+        await pump.stop()
+    assert refused and [t[0] for t in chat.posted] == [1, 1]
 
 
 # ---- the posting record --------------------------------------------------------------------

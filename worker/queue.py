@@ -26,6 +26,11 @@ while it works on a job it keeps the job's idle time fresh (``keep_alive``), so 
 worker's jobs are taken over with XAUTOCLAIM once idle past ``visibility_timeout``. A job
 whose ``done`` key is set (finished elsewhere, or cancelled) is acknowledged and skipped.
 Everything on the wire is JSON, never pickle.
+
+Every call keeps trying for ``REDIS_RETRY_S`` while Redis can't be reached or is still loading
+its data, so a restart of Redis is no error for anyone. A command Redis ran whose answer was
+lost in a crash may run twice: each is harmless twice (a job queued or re-queued twice is done
+once, under its ``done`` key).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from pipeline.models import TuneRequest
 
@@ -50,6 +57,7 @@ MELODY_LANE = "melody"
 FRONTEND_GROUP = "frontends"
 WORKER_SEEN_TTL_S = 60
 CANCELLED_MESSAGE = "Cancelled by an operator."
+REDIS_RETRY_S = 10.0  # how long a call keeps trying while Redis is away (restarting, loading its AOF)
 
 
 class UnknownJob(LookupError):
@@ -276,8 +284,10 @@ class JobQueue:
         self._backlog_read: set[str] = set()
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> "JobQueue":
-        return cls(redis.Redis.from_url(url, health_check_interval=30), **options)
+    def from_url(cls, url: str, *, retry_s: float = REDIS_RETRY_S, **options: Any) -> "JobQueue":
+        """A queue on its own client, whose calls keep trying for ``retry_s`` while Redis is away
+        (redis-py's clients made from a URL give up at the first refused connection)."""
+        return cls(redis.Redis.from_url(url, health_check_interval=30, retry=_retry_for(retry_s)), **options)
 
     @classmethod
     def from_settings(cls, settings: "Settings", *, url: str | None = None, lane: str = "") -> "JobQueue":
@@ -701,6 +711,16 @@ class JobQueue:
         if dry_run:
             return len(keys)
         return sum(self.redis.unlink(*keys[start:start + 500]) for start in range(0, len(keys), 500))
+
+
+def _retry_for(seconds: float) -> Retry:
+    """Retries 20 ms apart at first, doubling up to 0.5 s, until about ``seconds`` have passed."""
+    backoff = ExponentialBackoff(cap=0.5, base=0.01)
+    retries, waited = 0, 0.0
+    while waited < seconds:
+        retries += 1
+        waited += backoff.compute(retries)
+    return Retry(backoff, retries)
 
 
 def _text(value: bytes | str) -> str:
