@@ -110,16 +110,24 @@ def generate_step_ms(musicgen: MusicGen, batch: int, steps: int) -> float:
         encodec.decode = real
 
 
-def part_steps(musicgen: MusicGen, batches: tuple[int, ...], steps: int) -> dict[str, object]:
-    print(f"\nms per decode step ({steps} steps, EnCodec excluded):")
+def part_steps(musicgen: MusicGen, batches: tuple[int, ...], steps: int, rounds: int = 3) -> dict[str, object]:
+    """Each batch size measured ``rounds`` times, generate and engine taking turns, so that a
+    passing load on the machine touches both; the medians are compared."""
+    print(f"\nms per decode step ({steps} steps, median of {rounds} rounds taking turns, EnCodec excluded):")
     print(f"  {'batch':>5} {'generate':>10} {'engine':>10} {'engine/generate':>16}")
     rows = {}
     for batch in batches:
-        hf = generate_step_ms(musicgen, batch, steps)
-        ours = engine_step_ms(musicgen, batch, steps)
-        rows[batch] = {"generate_ms": round(hf, 2), "engine_ms": round(ours, 2), "ratio": round(ours / hf, 3)}
-        print(f"  {batch:>5} {hf:>10.1f} {ours:>10.1f} {ours / hf:>15.2f}x")
-    return {"steps": steps, "by_batch": rows}
+        hf: list[float] = []
+        ours: list[float] = []
+        for _ in range(rounds):
+            hf.append(generate_step_ms(musicgen, batch, steps))
+            ours.append(engine_step_ms(musicgen, batch, steps))
+        a, b = statistics.median(hf), statistics.median(ours)
+        rows[batch] = {"generate_ms": round(a, 2), "engine_ms": round(b, 2), "ratio": round(b / a, 3),
+                       "generate_rounds_ms": [round(x, 2) for x in hf], "engine_rounds_ms": [round(x, 2) for x in ours]}
+        print(f"  {batch:>5} {a:>10.1f} {b:>10.1f} {b / a:>15.2f}x   "
+              f"(rounds: generate {', '.join(f'{x:.1f}' for x in hf)}; engine {', '.join(f'{x:.1f}' for x in ours)})")
+    return {"steps": steps, "rounds": rounds, "by_batch": rows}
 
 
 # ---- long tracks ----------------------------------------------------------------------------

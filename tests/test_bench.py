@@ -1,0 +1,36 @@
+"""The engine benchmark runs end to end (on the tiny model) and writes the figures it prints.
+
+Wall times are never asserted here; the benchmark itself prints ratios measured in one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")]
+
+
+def test_bench_steps_and_arrivals_write_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from worker import bench
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    out = tmp_path / "figures.json"
+    assert bench.main(["--size", "tiny", "--part", "steps", "--part", "arrivals", "--requests", "6",
+                       "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["size"] == "tiny" and figures["device"] == "CPU"
+    for batch in ("1", "4", "8"):
+        row = figures["steps"]["by_batch"][batch]
+        assert row["generate_ms"] > 0 and row["engine_ms"] > 0
+        assert len(row["engine_rounds_ms"]) == figures["steps"]["rounds"]
+    arrivals = figures["arrivals"]
+    for policy in ("static-generate", "static-engine", "continuous"):
+        assert arrivals[policy]["requests"] == 6  # every request came back done, under every policy
+        assert arrivals[policy]["p95_s"] >= arrivals[policy]["p50_s"] > 0
+    printed = capsys.readouterr().out
+    assert "continuous vs static-generate" in printed
