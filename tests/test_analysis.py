@@ -298,8 +298,6 @@ ISSUE_12_KINDS = [
                        "I'm so happy.", 1, -1),
     ("calm but happy", "느긋한 아침. 창가에서 차를 마시고, 고양이는 무릎 위에서 가르랑거린다. 갈 곳도 없고, 참 행복하다.", 1, -1),
     # known misses of the first round, read right since the second
-    ("rant", "The neighbours upstairs are stomping around at 2 a.m. again. I've asked them nicely three times. "
-             "I'm done.", -1, 1),
     ("tense, quiet", "아기 모니터에서 누군가 나지막이 자장가를 흥얼거린다. 집에는 우리 둘뿐인데.", -1, 1),
     ("mixed, joy wins", "Exams all week, no sleep, constant stress. Then the last paper was done and we ran "
                         "screaming into the sea.", 1, 1),
@@ -307,8 +305,15 @@ ISSUE_12_KINDS = [
 
 
 _KNOWN_MISS = pytest.mark.xfail(strict=True, reason="known miss, listed in the README's known limits")
-ISSUE_12_KINDS += [pytest.param(*case, marks=_KNOWN_MISS) for case in [
+ISSUE_12_KINDS += [
+    # a known miss of the second round, read right since the third
     ("tense, quiet", "She folded her hands and asked, very quietly, where the rest of our savings had gone.", -1, 1),
+]
+ISSUE_12_KINDS += [pytest.param(*case, marks=_KNOWN_MISS) for case in [
+    # read right in the second round; since the third its valence is just above 0 (+0.06): the sentence
+    # model reads it only weakly negative (-0.07), and "asked them nicely" tips the lexicon
+    ("rant", "The neighbours upstairs are stomping around at 2 a.m. again. I've asked them nicely three times. "
+             "I'm done.", -1, 1),
 ]]
 
 
@@ -346,9 +351,23 @@ def test_rant_reads_angry_not_sad(analyser: Analyser) -> None:
     assert not {"Sad", "Lonely", "Melancholic", "Heartbroken"} & set(brief.moods)
 
 
+def held_out(analyser: Analyser, name: str) -> Analyser:
+    """The analyser with a tone head that learned without the development set ``name`` (its texts
+    are among the head's examples): the set then measures something again."""
+    from pipeline.analysis.tone import example_ids, examples
+
+    ids = {r["id"] for r in load_rows(DATA / name)}
+    kept = [row for row, id_ in zip(examples(), example_ids()) if id_ not in ids]
+    assert len(kept) == len(examples()) - len(ids)
+    spy = copy.copy(analyser)
+    spy._tone = analyser.fit_tone(kept)
+    return spy
+
+
 def test_development_set_of_issue_12_stays_above_its_bar(analyser: Analyser) -> None:
-    """The tuning set (tests/data/tone_dev.jsonl): a guard against regressions, not a measure of quality."""
-    tallies = evaluate(analyser, load_rows(DATA / "tone_dev.jsonl"))
+    """The tuning set (tests/data/tone_dev.jsonl), held out of the head's examples: a guard against
+    regressions, not a measure of quality."""
+    tallies = evaluate(held_out(analyser, "tone_dev.jsonl"), load_rows(DATA / "tone_dev.jsonl"))
     for lang in ("en", "ko"):
         t, hard = tallies[lang], tallies[f"{lang}/harder"]
         assert t.valence / t.n >= 0.85 and t.arousal / t.n >= 0.85, (lang, t.valence, t.arousal, t.n)
@@ -357,9 +376,10 @@ def test_development_set_of_issue_12_stays_above_its_bar(analyser: Analyser) -> 
 
 
 def test_longer_development_texts_stay_above_their_bar(analyser: Analyser) -> None:
-    """Texts longer than the sentence model's budget (tests/data/tone_dev_long.jsonl, 60-160 tokens):
-    a regression guard for how a long text is read, not a measure of quality."""
-    tallies = evaluate(analyser, load_rows(DATA / "tone_dev_long.jsonl"))
+    """Texts longer than the sentence model's budget (tests/data/tone_dev_long.jsonl, 60-160 tokens),
+    held out of the head's examples: a regression guard for how a long text is read, not a measure
+    of quality."""
+    tallies = evaluate(held_out(analyser, "tone_dev_long.jsonl"), load_rows(DATA / "tone_dev_long.jsonl"))
     for lang in ("en", "ko"):
         t = tallies[lang]
         assert t.valence / t.n >= 0.80 and t.arousal / t.n >= 0.80, (lang, t.valence, t.arousal, t.n)
@@ -381,10 +401,10 @@ RESOLVES_LATE = [
      "옥상에서 깔깔 웃고, 부엌에서 할아버지와 춤을 췄다. 할아버지는 늘 유쾌하고 자랑스러워하셨고 기쁨이 넘치셨다. "
      "우리에게 낚시와 휘파람을 가르쳐 주셨다. 구월의 어느 저녁, 식사 중에 전화가 울렸다. 우리는 다시는 그 집에 가지 "
      "않았고, 그 뒤로 우리 집에서 휘파람을 부는 사람은 없다.", -1),
-    pytest.param("첫 주는 정말 비참했다. 비 오는 국도에서 버스가 고장 났고, 드러머는 아프고 잔뜩 화가 나 있었고, 공연 두 개가 "
-                 "취소됐고, 우리는 난방도 안 되는 교회 강당 바닥에서 배고프고 지치고 서러워서 울 뻔하며 잤다. 다 망쳤다는 "
-                 "생각에 무서웠다. 솔직히 그만두고 싶었다. 그리고 부산 공연. 객석은 벽까지 꽉 찼고, 관객들이 가사를 전부 "
-                 "따라 불렀다. 우리는 앙코르를 세 번이나 했다.", 1, marks=_KNOWN_MISS),
+    ("첫 주는 정말 비참했다. 비 오는 국도에서 버스가 고장 났고, 드러머는 아프고 잔뜩 화가 나 있었고, 공연 두 개가 "
+     "취소됐고, 우리는 난방도 안 되는 교회 강당 바닥에서 배고프고 지치고 서러워서 울 뻔하며 잤다. 다 망쳤다는 "
+     "생각에 무서웠다. 솔직히 그만두고 싶었다. 그리고 부산 공연. 객석은 벽까지 꽉 찼고, 관객들이 가사를 전부 "
+     "따라 불렀다. 우리는 앙코르를 세 번이나 했다.", 1),  # a known miss of the second round
 ]
 
 

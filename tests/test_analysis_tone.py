@@ -22,7 +22,7 @@ FORMS = {"script", "vlog", "game", "story", "ad", "speech", "podcast"}
 
 @pytest.mark.parametrize("name, per_language, per_quadrant", [
     ("tone_dev.jsonl", 40, 10), ("tone_unseen.jsonl", 48, 10), ("tone_unseen2.jsonl", 56, 10),
-    ("tone_dev_long.jsonl", 36, 9),
+    ("tone_dev_long.jsonl", 36, 9), ("tone_unseen3.jsonl", 64, 16),
 ])
 def test_issue_12_sets_cover_every_quadrant_kind_and_case_in_both_languages(name: str, per_language: int,
                                                                            per_quadrant: int) -> None:
@@ -39,19 +39,40 @@ def test_issue_12_sets_cover_every_quadrant_kind_and_case_in_both_languages(name
         assert row["moods"] and all(catalog().lookup("mood", m).name == m for m in row["moods"])
 
 
-def test_the_second_unseen_set_has_at_least_four_texts_of_every_harder_kind_per_language() -> None:
-    rows = load_rows(DATA / "tone_unseen2.jsonl")
+@pytest.mark.parametrize("name, per_kind", [("tone_unseen2.jsonl", 4), ("tone_unseen3.jsonl", 7)])
+def test_the_unseen_sets_have_enough_texts_of_every_harder_kind_per_language(name: str, per_kind: int) -> None:
+    rows = load_rows(DATA / name)
     for lang in ("en", "ko"):
         cases = Counter(r["case"] for r in rows if r["lang"] == lang)
-        assert min(n for case, n in cases.items() if case != "plain") >= 4
+        assert min(n for case, n in cases.items() if case != "plain") >= per_kind
 
 
 def test_no_text_is_shared_between_the_bank_and_the_evaluation_sets() -> None:
     evaluated = {r["text"] for path in DATA.glob("*.jsonl") for r in load_rows(path)}
     assert not evaluated & {row.text for row in bank()}
-    names = ("tone_dev.jsonl", "tone_dev_long.jsonl", "tone_unseen.jsonl", "tone_unseen2.jsonl")
+    names = ("tone_dev.jsonl", "tone_dev_long.jsonl", "tone_unseen.jsonl", "tone_unseen2.jsonl", "tone_unseen3.jsonl")
     sets = [{r["text"] for r in load_rows(DATA / n)} for n in names]
     assert all(not a & b for i, a in enumerate(sets) for b in sets[i + 1:])
+
+
+def test_the_head_learns_only_from_the_development_sets_and_they_are_current() -> None:
+    """data/examples.tsv holds the development sets' texts as the sentence model reads them, with
+    their labels; no text of the unseen set or of the older check sets is among them."""
+    from pipeline.analysis.tone import example_ids, examples
+    from pipeline.analysis.vectors import EXAMPLE_SETS, EXAMPLE_TONE
+
+    assert "tone_unseen3.jsonl" not in EXAMPLE_SETS
+    labelled = {r["id"]: r for n in EXAMPLE_SETS for r in load_rows(DATA / n)}
+    ids = example_ids()
+    assert sorted(ids) == sorted(labelled), "run python -m pipeline.analysis.vectors"
+    for row, id_ in zip(examples(), ids):
+        source = labelled[id_]
+        assert row.lang == source["lang"], id_
+        assert (row.valence, row.arousal) == (EXAMPLE_TONE * source["valence"], EXAMPLE_TONE * source["arousal"]), id_
+    held = [r for path in DATA.glob("*.jsonl") if path.name not in EXAMPLE_SETS for r in load_rows(path)]
+    shown = {" ".join(row.text.split()) for row in examples()}
+    assert not any(" ".join(r["text"].split()) in shown for r in held)
+    assert not any(text in " ".join(r["text"].split()) for r in held for text in shown if len(text) > 40)
 
 
 def test_the_bank_is_balanced_and_well_formed() -> None:

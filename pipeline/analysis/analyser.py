@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -18,7 +19,7 @@ from .config import AnalysisConfig
 from .embedder import Embedder
 from .extras import OptionalModels
 from .profiles import Profile, of_kind
-from .tone import ToneHead, bank
+from .tone import BankRow, ToneHead, bank, examples
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,10 @@ class Analyser:
         self._profile_va = {k: np.array([[p.valence, p.arousal] for p in ps]) for k, ps in self._profiles.items()}
         rows = bank()
         bank_vecs = embedder.encode_known([r.text for r in rows])
-        self._tone = ToneHead.fit(bank_vecs, np.array([[r.valence, r.arousal] for r in rows]))
+        # The head learns from the bank's situations and from the labelled development texts
+        # (data/examples.tsv: whole creator texts, read as the sentence model reads them).
+        self._bank_vecs = bank_vecs
+        self._tone = self.fit_tone(examples())
         # Some descriptions sit close to every text of a language (to Korean text especially, as
         # the descriptions are English): their mean similarity to the bank's texts of that
         # language is taken off, so a text's own content picks the profile.
@@ -106,6 +110,12 @@ class Analyser:
                               for k, vecs in self._profile_vecs.items()}
         self._mentions = _mention_patterns()
         self._lexicon_bias = lexicon.bank_bias()
+
+    def fit_tone(self, shown: Sequence[BankRow]) -> ToneHead:
+        """The tone head fitted on the bank and on ``shown`` (the examples; the tests hold a set out)."""
+        vectors = np.vstack([self._bank_vecs, self.embedder.encode_known([r.text for r in shown])])
+        targets = np.array([[r.valence, r.arousal] for r in list(bank()) + list(shown)])
+        return ToneHead.fit(vectors, targets)
 
     @classmethod
     def load(cls, config: AnalysisConfig = AnalysisConfig()) -> "Analyser":
@@ -188,33 +198,8 @@ class Analyser:
         return scores
 
     def _passage(self, sentences: list[str]) -> tuple[str, list[int]]:
-        """What the sentence model reads: the whole text when it fits ``max_tokens``, else the longest
-        run of final sentences that fits (a text's overall tone is how it resolves: stress and then
-        joy is a joyful text). Returns the passage and the indices of its sentences."""
-        budget, n = self.config.max_tokens, len(sentences)
-        whole = " ".join(sentences)
-        if len(whole) <= 12 * budget and self.embedder.token_count(whole) <= budget:
-            return whole, list(range(n))
-        overhead = self.embedder.token_count("")
-        chosen: list[int] = []
-        used = overhead
-        for i in range(n - 1, -1, -1):
-            cost = self.embedder.token_count(sentences[i]) - overhead
-            if used + cost > budget and chosen:
-                break
-            chosen.insert(0, i)
-            used += cost
-        passage = " ".join(sentences[i] for i in chosen)
-        # Joined sentences can tokenise a little longer than their sum: drop the earliest ones, and
-        # keep the end of a single sentence that is still too long.
-        while (count := self.embedder.token_count(passage)) > budget:
-            if len(chosen) > 1:
-                chosen.pop(0)
-                passage = " ".join(sentences[i] for i in chosen)
-            else:
-                keep = max(1, int(len(passage) * (budget - overhead) / (count - overhead + 1)))
-                passage = passage[-keep:]
-        return passage, chosen
+        """What the sentence model reads (see ``passage``)."""
+        return passage(sentences, self.embedder, self.config.max_tokens)
 
     def _refine(self, reading: Reading, extras: OptionalModels) -> Reading:
         """Mix in what the optional models say (each returns plain numbers or text)."""
@@ -324,6 +309,36 @@ class Analyser:
         if reading.truncated:
             line += f" (read the first {reading.analysed_chars:,} of {reading.original_chars:,} characters)"
         return line
+
+
+def passage(sentences: list[str], embedder: Embedder, budget: int) -> tuple[str, list[int]]:
+    """What the sentence model reads: the whole text when it fits ``budget`` tokens, else the longest
+    run of final sentences that fits (a text's overall tone is how it resolves: stress and then
+    joy is a joyful text). Returns the passage and the indices of its sentences."""
+    n = len(sentences)
+    whole = " ".join(sentences)
+    if len(whole) <= 12 * budget and embedder.token_count(whole) <= budget:
+        return whole, list(range(n))
+    overhead = embedder.token_count("")
+    chosen: list[int] = []
+    used = overhead
+    for i in range(n - 1, -1, -1):
+        cost = embedder.token_count(sentences[i]) - overhead
+        if used + cost > budget and chosen:
+            break
+        chosen.insert(0, i)
+        used += cost
+    text = " ".join(sentences[i] for i in chosen)
+    # Joined sentences can tokenise a little longer than their sum: drop the earliest ones, and
+    # keep the end of a single sentence that is still too long.
+    while (count := embedder.token_count(text)) > budget:
+        if len(chosen) > 1:
+            chosen.pop(0)
+            text = " ".join(sentences[i] for i in chosen)
+        else:
+            keep = max(1, int(len(text) * (budget - overhead) / (count - overhead + 1)))
+            text = text[-keep:]
+    return text, chosen
 
 
 def _punctuation_energy(text: str, n_sentences: int) -> float:

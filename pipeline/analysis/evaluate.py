@@ -25,6 +25,7 @@ DEFAULT_DATA = [
     Path("tests/data/tone_dev_long.jsonl"),
     Path("tests/data/tone_unseen.jsonl"),
     Path("tests/data/tone_unseen2.jsonl"),
+    Path("tests/data/tone_unseen3.jsonl"),
 ]
 LANGUAGES = {"en": "English", "ko": "Korean"}
 

@@ -1,8 +1,8 @@
 """The tone head: valence and arousal read from a sentence vector.
 
 A ridge regression fitted, when the analyser loads, on the situations in ``data/bank.tsv``
-(English and Korean, each with a valence and an arousal), blended with the text's nearest
-situations in the bank. Because the bank describes situations (a comeback win, a whispered
+(English and Korean, each with a valence and an arousal) and on the labelled development texts in
+``data/examples.tsv``, blended with the text's nearest situations and examples. Because the bank describes situations (a comeback win, a whispered
 threat, a rant, a loss) and the sentence model reads both languages, the head scores what
 happens in a text, not only its feeling words.
 """
@@ -29,6 +29,22 @@ def bank() -> tuple[BankRow, ...]:
     return tuple(BankRow(lang, float(v), float(a), text) for lang, v, a, text in read_table("bank.tsv"))
 
 
+EXAMPLES_FILE = "examples.tsv"
+
+
+@lru_cache(maxsize=1)
+def examples() -> tuple[BankRow, ...]:
+    """The development sets' texts, as the sentence model reads them (their final 64 tokens at most),
+    with their labelled signs at +-0.7 (``python -m pipeline.analysis.vectors`` rebuilds the file)."""
+    return tuple(BankRow(lang, float(v), float(a), text) for lang, v, a, _id, text in read_table(EXAMPLES_FILE))
+
+
+@lru_cache(maxsize=1)
+def example_ids() -> tuple[str, ...]:
+    """The id of each of ``examples()``, in order (the labelled row it was made from)."""
+    return tuple(row[3] for row in read_table(EXAMPLES_FILE))
+
+
 @dataclass(frozen=True)
 class ToneHead:
     """A ridge regression over the whole bank, blended with the bank's nearest situations.
@@ -41,13 +57,13 @@ class ToneHead:
     weights: np.ndarray  # (dimension + 1, 2): valence and arousal, bias last
     vectors: np.ndarray | None = None  # (n, dimension): the bank's unit vectors, for the neighbours
     targets: np.ndarray | None = None  # (n, 2)
-    neighbours: int = 10
+    neighbours: int = 5
     neighbour_share: float = 0.3
-    temperature: float = 0.05  # softmax over the neighbours' cosine similarities
+    temperature: float = 0.02  # softmax over the neighbours' cosine similarities
 
     @classmethod
     def fit(cls, vectors: np.ndarray, targets: np.ndarray, ridge: float = 0.3, neighbour_share: float = 0.3,
-            neighbours: int = 10) -> "ToneHead":
+            neighbours: int = 5) -> "ToneHead":
         x = np.hstack([vectors, np.ones((len(vectors), 1))])
         penalty = ridge * np.eye(x.shape[1])
         penalty[-1, -1] = 0.0  # the bias is not shrunk
