@@ -1,6 +1,6 @@
 """Benchmark the decode engine against transformers' ``generate`` and static batching.
 
-    python -m worker.bench                            # every CPU part, musicgen-small's shape (~35 min on 2 cores)
+    python -m worker.bench                            # every CPU part, musicgen-small's shape (~95 min on 2 cores)
     python -m worker.bench --part steps               # one part: steps, long or arrivals
     python -m worker.bench --size tiny                # a smoke run in a minute or two
     python -m worker.bench --device cuda --part gpu   # on a GPU host: bf16, CUDA graphs on and off
