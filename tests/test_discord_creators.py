@@ -319,11 +319,7 @@ async def test_the_bot_serves_metrics_health_and_readiness(harness: Harness) -> 
 
 
 # ---- the real worker ------------------------------------------------------------------------------
-WORKER_EXTENDS = (Path(__file__).parents[1] / "worker" / "extend.py").exists()  # the worker makes these
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not WORKER_EXTENDS, reason="needs the worker side of issue 10 (on main, not merged here yet)")
 async def test_extend_and_loop_end_to_end_with_the_real_worker(harness: Harness, real_worker: Any) -> None:
     fake = harness.fake
     await harness.start_bot(max_duration=15)

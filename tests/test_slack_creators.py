@@ -260,11 +260,7 @@ def test_the_bots_log_the_redis_warnings_once_at_start(redis_url: str, caplog: p
 
 
 # ---- the real worker ------------------------------------------------------------------------------
-WORKER_EXTENDS = (Path(__file__).parents[1] / "worker" / "extend.py").exists()  # the worker makes these
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not WORKER_EXTENDS, reason="needs the worker side of issue 10 (on main, not merged here yet)")
 async def test_extend_button_end_to_end_with_the_real_worker(harness: Harness, real_worker: object) -> None:
     fake = harness.fake
     await harness.start_app(max_duration=15)
@@ -280,7 +276,6 @@ async def test_extend_button_end_to_end_with_the_real_worker(harness: Harness, r
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not WORKER_EXTENDS, reason="needs the worker side of issue 10 (on main, not merged here yet)")
 async def test_a_melody_shared_with_a_mention_end_to_end_with_the_real_melody_worker(
         harness: Harness, request: pytest.FixtureRequest) -> None:
     from tests.workers import start_worker
