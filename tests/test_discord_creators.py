@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
