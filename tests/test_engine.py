@@ -164,3 +164,15 @@ def _drain(engine: DecodeEngine) -> list[FinishedTake]:
     while engine.busy:
         finished += engine.step()
     return finished
+
+
+def test_building_an_engine_leaves_transformers_generate_unchanged_on_the_same_weights(tiny_model_dir) -> None:  # type: ignore[no-untyped-def]
+    # The engine fuses each layer's query/key/value weights into one matrix and makes the modules'
+    # weights views of it; generate (the hf engine and the melody lane use it) must not notice.
+    model = MusicGen.load(str(tiny_model_dir), device="cpu")
+    before = transformers_greedy_codes(model, ["calm piano"], 30)
+    engine = DecodeEngine(model, EngineOptions(slots=2))
+    layer = model.model.decoder.model.decoder.layers[0].self_attn
+    assert layer.k_proj.weight.untyped_storage().data_ptr() == engine.decoder.qkv_weights[0].untyped_storage().data_ptr()
+    assert torch.equal(transformers_greedy_codes(model, ["calm piano"], 30), before)
+

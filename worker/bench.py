@@ -16,7 +16,9 @@ trained ones cost):
   static batching can serve, through Redis and the real worker: today's policy (claim a batch,
   run it to its end with ``generate``), the same policy on our decoder, and the engine's
   continuous batching; throughput and p50/p95 time from submit to the last ``done``;
-- **gpu**: step cost at batch 1 and 16 and a 30 s take at batch 1, CUDA graphs on and off.
+- **gpu**: step cost at batch 1 and 16 and 30 s takes: CUDA graphs on and off, ``generate``,
+  the kernels one step launches (and where their time goes), and (with
+  ``--baseline-decoder FILE``) another version of the decoder in the same run.
 
 ``--json PATH`` also writes the figures as JSON.
 """
@@ -24,19 +26,22 @@ trained ones cost):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import os
 import random
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
 from pipeline.models import TuneRequest  # noqa: E402
+from worker import engine as engine_module  # noqa: E402
 from worker.engine import DecodeEngine, EngineOptions, ReferenceEngine, TakeRequest, make  # noqa: E402
 from worker.local_redis import RedisServer  # noqa: E402
 from worker.loop import Worker, WorkerOptions  # noqa: E402
@@ -269,27 +274,97 @@ def part_arrivals(musicgen: MusicGen, url: str, slots: int, lengths_choice: tupl
 
 
 # ---- gpu ----------------------------------------------------------------------------------
-def part_gpu(musicgen: MusicGen, steps: int) -> dict[str, object]:
-    out: dict[str, object] = {}
-    print(f"\nGPU ({_device_name(musicgen.device)}), ms per step ({steps} steps) and one 30 s take at batch 1:")
-    print(f"  {'':22} {'graphs on':>10} {'graphs off':>11} {'generate':>10}")
+def load_decoder(path: str) -> type:
+    """The ``SlotDecoder`` class of another version of worker/decoder.py (say, from
+    ``git show REV:worker/decoder.py``), to measure against in the same run."""
+    spec = importlib.util.spec_from_file_location("baseline_decoder", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"error: cannot load a decoder from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SlotDecoder
+
+
+@contextlib.contextmanager
+def decoder_class(cls: type | None) -> Iterator[None]:
+    """Engines built inside use ``cls`` as their decoder (None: the current one)."""
+    if cls is None:
+        yield
+        return
+    current = engine_module.SlotDecoder
+    engine_module.SlotDecoder = cls  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        engine_module.SlotDecoder = current  # type: ignore[misc]
+
+
+def step_kernels(musicgen: MusicGen) -> dict[str, object]:
+    """Kernels launched by one decode step at batch 1 (30 s window, run eagerly) and their GPU
+    time (CUDA only; elsewhere an empty dict)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    if not musicgen.device.startswith("cuda"):
+        return {}
+    engine = DecodeEngine(musicgen, EngineOptions(slots=1, cuda_graphs=False, max_duration_s=30))
+    engine.add(TakeRequest(0, CAPTIONS[0], 0, musicgen.frames_for(30)))
+    for _ in range(3):
+        engine.step()
+    _sync(musicgen)
+    length = engine.decoder.max_positions
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CUDA]) as prof:
+        engine._step_tensors(1, length, musicgen.max_text_tokens)
+        _sync(musicgen)
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    by_name: dict[str, list[float]] = {}
+    for event in kernels:
+        entry = by_name.setdefault(event.name[:100], [0, 0.0])
+        entry[0] += 1
+        entry[1] += event.device_time
+    top = sorted(by_name.items(), key=lambda item: -item[1][1])[:12]
+    return {"kernels": len(kernels), "kernel_ms": round(sum(e.device_time for e in kernels) / 1000, 3),
+            "top": [{"name": name, "count": int(n), "us": round(us, 1)} for name, (n, us) in top]}
+
+
+def part_gpu(musicgen: MusicGen, steps: int, baseline: type | None, save: Callable[[dict[str, object]], None]) -> dict[str, object]:
+    """Step cost at batch 1 and 16 and 30 s takes, the figures the goal is about first; ``save``
+    is called after every figure."""
+    out: dict[str, object] = {"steps": steps}
+    label = "baseline decoder"
+
+    def note(key: str, value: object, line: str) -> None:
+        out[key] = value
+        save(out)
+        print(f"  {line}", flush=True)
+
+    print(f"\nGPU ({_device_name(musicgen.device)}), ms per decode step ({steps} steps) and 30 s takes:")
     for batch in (1, 16):
-        on = engine_step_ms(musicgen, batch, steps, graphs=True)
-        off = engine_step_ms(musicgen, batch, steps, graphs=False)
-        hf = generate_step_ms(musicgen, batch, steps)
-        out[f"step_ms_batch{batch}"] = {"graphs_on": round(on, 3), "graphs_off": round(off, 3), "generate": round(hf, 3)}
-        print(f"  {f'step, batch {batch}':22} {on:>9.2f}ms {off:>10.2f}ms {hf:>9.2f}ms")
-    on, off = take_seconds(musicgen, 30.0, graphs=True), take_seconds(musicgen, 30.0, graphs=False)
-    out["take30_s"] = {"graphs_on": round(on, 3), "graphs_off": round(off, 3),
-                       "audio_s_per_wall_s": round(30.0 / on, 2)}
-    print(f"  {'30 s take, batch 1':22} {on:>10.2f}s {off:>10.2f}s   -> {30 / on:.1f} s of audio per wall second")
+        ms = engine_step_ms(musicgen, batch, steps)
+        note(f"step_ms_batch{batch}_graphs", round(ms, 3), f"step, batch {batch:>2}, CUDA graphs:          {ms:.3f} ms")
+        if baseline is not None:
+            with decoder_class(baseline):
+                ms = engine_step_ms(musicgen, batch, steps)
+            note(f"step_ms_batch{batch}_graphs_baseline", round(ms, 3), f"step, batch {batch:>2}, graphs, {label}: {ms:.3f} ms")
+    take = take_seconds(musicgen, 30.0)
+    note("take30_s_graphs", round(take, 3), f"30 s take, batch 1, graphs: {take:.2f} s ({30 / take:.1f} s of audio per s)")
+    if baseline is not None:
+        with decoder_class(baseline):
+            take = take_seconds(musicgen, 30.0)
+        note("take30_s_graphs_baseline", round(take, 3), f"30 s take, batch 1, graphs, {label}: {take:.2f} s")
+    kernels = step_kernels(musicgen)
+    note("step_kernels_eager", kernels, "one step, batch 1, launched kernel by kernel: "
+         f"{kernels.get('kernels')} kernels, {kernels.get('kernel_ms')} ms of GPU time")
+    for batch in (1, 16):
+        ms = engine_step_ms(musicgen, batch, steps, graphs=False)
+        note(f"step_ms_batch{batch}_eager", round(ms, 3), f"step, batch {batch:>2}, no graphs:           {ms:.3f} ms")
+        ms = generate_step_ms(musicgen, batch, steps)
+        note(f"step_ms_batch{batch}_generate", round(ms, 3), f"step, batch {batch:>2}, transformers generate: {ms:.3f} ms")
     engine = DecodeEngine(musicgen, EngineOptions(slots=16))
     started = time.perf_counter()
     make(engine, [TakeRequest(i, CAPTIONS[i % 8], i, musicgen.frames_for(30)) for i in range(16)])
     _sync(musicgen)
     wall = time.perf_counter() - started
-    out["take30_batch16_s"] = round(wall, 2)
-    print(f"  16 takes of 30 s at once (no EnCodec): {wall:.2f} s -> {16 * 30 / wall:.1f} s of audio per wall second")
+    note("take30_batch16_s_graphs", round(wall, 2), f"16 takes of 30 s at once, graphs (no EnCodec): {wall:.2f} s")
     return out
 
 
@@ -305,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="arrivals: which policies, comma-separated (default: %(default)s)")
     parser.add_argument("--redis-url", default="", help="arrivals: use this Redis (default: start a throwaway one)")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--baseline-decoder", metavar="FILE",
+                        help="gpu: also measure this version of worker/decoder.py, e.g. "
+                             "'git show REV:worker/decoder.py > old.py' (default: none)")
     args = parser.parse_args(argv)
     cuda = pick_device(args.device).startswith("cuda")
     parts = args.part or (["gpu", "arrivals"] if cuda else ["steps", "long", "arrivals"])
@@ -323,8 +401,13 @@ def main(argv: list[str] | None = None) -> int:
         figures["long"] = part_long(musicgen, 30.0, 120.0)
         save()
     if "gpu" in parts:
-        figures["gpu"] = part_gpu(musicgen, 200)
-        save()
+        baseline = load_decoder(args.baseline_decoder) if args.baseline_decoder else None
+
+        def save_gpu(gpu: dict[str, object]) -> None:
+            figures["gpu"] = gpu
+            save()
+
+        part_gpu(musicgen, 200, baseline, save_gpu)
     if "arrivals" in parts:
         lengths = (10.0, 20.0, 30.0) if cuda else (2.0, 4.0, 6.0)
         figures["arrivals"] = part_arrivals(musicgen, args.redis_url, 16 if cuda else 8, lengths, args.requests,

@@ -9,8 +9,11 @@ codebook at the slot's own position and returns the next-token logits.
 The arithmetic is transformers' ``MusicgenDecoder`` (pre-norm layers: self-attention,
 cross-attention, feed-forward; sinusoidal positions; one embedding and one head per
 codebook), arranged for few kernels per step, since at small batch a GPU step is bound by
-kernel count, not arithmetic: each new key and value is written with one indexed copy, residual additions ride in the matrix products (``addmm``),
-and all codebooks' heads are one product. The unconditional row attends to a single zero
+kernel count, not arithmetic: a layer's query, key and value projections are one product (the
+modules' weights become views of one fused matrix, so transformers' own forward still works and
+no memory is added), each layer's new keys and values are written with one indexed store into one
+cache tensor, residual additions ride in the matrix products (``addmm``), and all codebooks' heads
+are one product. The unconditional row attends to a single zero
 key with a zero value, which gives exactly the zero that transformers' all-zero text
 encoding gives it; each caption is attended at its own length (padding is masked anyway).
 All shapes in a step depend only on ``(n, length, text_length)``, so the step can be
@@ -46,10 +49,11 @@ class SlotDecoder:
             decoder.embed_positions.make_weights(max_positions, self.width)
         self.positions = decoder.embed_positions.weights.to(self.device, self.dtype)
         self.embeddings = [e.weight for e in decoder.embed_tokens]
+        self.qkv_weights = [_fuse_projections(layer.self_attn) for layer in self.layers]
         rows = slots * self.rows  # row r of slot s is s * self.rows + r; r = 0 conditional, 1 unconditional
-        shape = (rows, self.num_heads, max_positions, self.head_dim)
-        self.self_keys = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in self.layers]
-        self.self_values = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in self.layers]
+        # One cache per layer: [row, 0] holds keys, [row, 1] values, so one store writes both.
+        shape = (rows, 2, self.num_heads, max_positions, self.head_dim)
+        self.caches = [torch.zeros(shape, device=self.device, dtype=self.dtype) for _ in self.layers]
         cross = (rows, self.num_heads, max_text_tokens, self.head_dim)
         self.cross_keys = [torch.zeros(cross, device=self.device, dtype=self.dtype) for _ in self.layers]
         self.cross_values = [torch.zeros(cross, device=self.device, dtype=self.dtype) for _ in self.layers]
@@ -85,9 +89,9 @@ class SlotDecoder:
         for index, layer in enumerate(self.layers):
             x = layer.self_attn_layer_norm(hidden)
             attention = layer.self_attn
-            query, key, value = (self._split(p(x)).transpose(1, 2) for p in (attention.q_proj, attention.k_proj, attention.v_proj))
-            self.self_keys[index][rows, :, :length] = key
-            self.self_values[index][rows, :, :length] = value
+            query, key, value = (self._split(p).transpose(1, 2) for p in F.linear(x, self.qkv_weights[index]).chunk(3, dim=-1))
+            self.caches[index][rows, 0, :, :length] = key
+            self.caches[index][rows, 1, :, :length] = value
             out = F.scaled_dot_product_attention(query, key, value, is_causal=True)
             hidden = hidden + attention.out_proj(out.transpose(1, 2).reshape(self.rows, length, self.width))
             x = layer.encoder_attn_layer_norm(hidden)
@@ -108,20 +112,20 @@ class SlotDecoder:
         hidden = self._embed(tokens) + self.positions.index_select(0, positions)
         hidden = hidden.unsqueeze(1).expand(n, self.rows, self.width).reshape(rows, self.width)
         row_positions = positions.repeat_interleave(self.rows)
-        # Where each row's new key goes in a (rows * heads * positions, head_dim) view of the cache.
-        row_heads = torch.arange(rows * self.num_heads, device=self.device).view(rows, self.num_heads)
-        cache_index = (row_heads * self.max_positions + row_positions.view(rows, 1)).view(-1)
+        # Where each row's new key and value go in a (rows * 2 * heads * positions, head_dim) view of a cache.
+        row_kv_heads = torch.arange(rows * 2 * self.num_heads, device=self.device).view(rows, 2, self.num_heads)
+        cache_index = row_kv_heads * self.max_positions + row_positions.view(rows, 1, 1)
         # Additive masks, made once per step rather than converted from booleans in every layer.
         visible = self._additive(torch.arange(length, device=self.device).view(1, length) <= row_positions.view(rows, 1))
         text_visible = self._additive(self.cross_mask[:rows, :text_length])
         for index, layer in enumerate(self.layers):
             x = layer.self_attn_layer_norm(hidden)
             attention = layer.self_attn
-            keys, values = self.self_keys[index], self.self_values[index]
-            keys.view(-1, self.head_dim).index_copy_(0, cache_index, attention.k_proj(x).view(-1, self.head_dim))
-            values.view(-1, self.head_dim).index_copy_(0, cache_index, attention.v_proj(x).view(-1, self.head_dim))
-            out = F.scaled_dot_product_attention(self._split(attention.q_proj(x)).unsqueeze(2), keys[:rows, :, :length],
-                                                 values[:rows, :, :length], attn_mask=visible)
+            qkv = torch.mm(x, self.qkv_weights[index].t())
+            cache = self.caches[index]
+            cache.view(-1, self.head_dim).index_put_((cache_index,), qkv[:, self.width:].view(rows, 2, self.num_heads, self.head_dim))
+            out = F.scaled_dot_product_attention(self._split(qkv[:, : self.width]).unsqueeze(2), cache[:rows, 0, :, :length],
+                                                 cache[:rows, 1, :, :length], attn_mask=visible)
             hidden = torch.addmm(hidden, out.view(rows, self.width), attention.out_proj.weight.t())
             x = layer.encoder_attn_layer_norm(hidden)
             cross = layer.encoder_attn
@@ -151,3 +155,16 @@ class SlotDecoder:
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., width)`` -> ``(..., heads, head_dim)``."""
         return x.view(*x.shape[:-1], self.num_heads, self.head_dim)
+
+
+def _fuse_projections(attention) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """One ``(3 * width, width)`` matrix of the query, key and value projections; the three
+    modules' weights become views of it, so nothing is stored twice."""
+    projections = (attention.q_proj, attention.k_proj, attention.v_proj)
+    if any(p.bias is not None for p in projections):
+        raise ValueError("the decode engine expects MusicGen's bias-free attention projections")
+    fused = torch.cat([p.weight.detach() for p in projections])
+    width = projections[0].weight.shape[0]
+    for i, p in enumerate(projections):
+        p.weight.data = fused[i * width: (i + 1) * width]
+    return fused
