@@ -178,7 +178,12 @@ class Analyser:
         # their average evidence over the bank's balanced situations: they know more happy words
         # than sad ones, and that lean should not tilt every text.
         z_valence = head_valence + self.lexicon_valence_weight * (total.share * total.valence - bias_valence)
-        z_arousal = (head_arousal + self.lexicon_arousal_weight * (total.share * total.arousal - bias_arousal)
+        word_arousal = total.share * total.arousal - bias_arousal
+        if z_valence < 0:
+            # In a dark or sad reading, soft words (a lullaby, "quietly", "slowly") are how dread is
+            # told, not a sign of calm music: they don't lower the arousal; the situation decides.
+            word_arousal = max(0.0, word_arousal)
+        z_arousal = (head_arousal + self.lexicon_arousal_weight * word_arousal
                      + self.punctuation_weight * _punctuation_energy(cleaned.text, len(sentences)))
         theme = _theme(sentences[max(chosen, key=lambda i: (scores[i].hits, -i))])
         return Reading(valence=_clip(np.tanh(self.gain * z_valence)), arousal=_clip(np.tanh(self.gain * z_arousal)),
