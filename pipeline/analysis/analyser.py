@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from .config import AnalysisConfig
 from .embedder import Embedder
 from .extras import OptionalModels
 from .profiles import Profile, of_kind
-from .tone import BankRow, ToneHead, bank, examples
+from .tone import BankRow, ToneHead, bank, example_ids, examples
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,13 @@ class Analyser:
                               for k, vecs in self._profile_vecs.items()}
         self._mentions = _mention_patterns()
         self._lexicon_bias = lexicon.bank_bias()
+
+    def without_examples(self, ids: set[str]) -> "Analyser":
+        """This analyser with a tone head fitted without the examples made from the labelled texts
+        ``ids`` (to measure a development set as if it had never been seen)."""
+        held = copy.copy(self)
+        held._tone = self.fit_tone([row for row, id_ in zip(examples(), example_ids()) if id_ not in ids])
+        return held
 
     def fit_tone(self, shown: Sequence[BankRow]) -> ToneHead:
         """The tone head fitted on the bank and on ``shown`` (the examples; the tests hold a set out)."""
