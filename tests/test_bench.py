@@ -34,3 +34,19 @@ def test_bench_steps_and_arrivals_write_every_figure(tmp_path: Path, capsys: pyt
         assert arrivals[policy]["p95_s"] >= arrivals[policy]["p50_s"] > 0
     printed = capsys.readouterr().out
     assert "continuous vs static-generate" in printed
+
+
+def test_the_gpu_part_can_measure_another_decoder_in_the_same_run(tmp_path: Path, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    # `--baseline-decoder FILE` loads another version of worker/decoder.py; engines built inside
+    # decoder_class() use it, and the current decoder is back afterwards.
+    from worker import bench, decoder
+    from worker.engine import DecodeEngine, EngineOptions, TakeRequest, make
+
+    source = Path(decoder.__file__).read_text().replace("class SlotDecoder:", "class SlotDecoder:\n    marker = 'baseline'")
+    (tmp_path / "old.py").write_text(source)
+    baseline = bench.load_decoder(str(tmp_path / "old.py"))
+    with bench.decoder_class(baseline):
+        engine = DecodeEngine(tiny_model, EngineOptions(slots=1))
+    assert getattr(engine.decoder, "marker", None) == "baseline"
+    assert make(engine, [TakeRequest("k", "calm piano", 1, tiny_model.frames_for(0.5))])[0].codes is not None
+    assert not hasattr(DecodeEngine(tiny_model, EngineOptions(slots=1)).decoder, "marker")
