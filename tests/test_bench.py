@@ -50,3 +50,16 @@ def test_the_gpu_part_can_measure_another_decoder_in_the_same_run(tmp_path: Path
     assert getattr(engine.decoder, "marker", None) == "baseline"
     assert make(engine, [TakeRequest("k", "calm piano", 1, tiny_model.frames_for(0.5))])[0].codes is not None
     assert not hasattr(DecodeEngine(tiny_model, EngineOptions(slots=1)).decoder, "marker")
+
+
+@pytest.mark.parametrize("content", [None, "x = 1\n"])
+def test_a_baseline_decoder_that_is_missing_or_not_a_decoder_is_refused_before_the_model_loads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str | None) -> None:
+    from worker import bench
+
+    path = tmp_path / "old.py"
+    if content is not None:
+        path.write_text(content)
+    monkeypatch.setattr(bench, "load", lambda *a: pytest.fail("the model was loaded before the check"))
+    with pytest.raises(SystemExit, match="--baseline-decoder"):
+        bench.main(["--size", "tiny", "--part", "gpu", "--baseline-decoder", str(path)])

@@ -278,10 +278,12 @@ def load_decoder(path: str) -> type:
     """The ``SlotDecoder`` class of another version of worker/decoder.py (say, from
     ``git show REV:worker/decoder.py``), to measure against in the same run."""
     spec = importlib.util.spec_from_file_location("baseline_decoder", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"error: cannot load a decoder from {path}")
+    if not os.path.isfile(path) or spec is None or spec.loader is None:
+        raise SystemExit(f"error: --baseline-decoder: {path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    if not isinstance(getattr(module, "SlotDecoder", None), type):
+        raise SystemExit(f"error: --baseline-decoder: {path} defines no SlotDecoder class")
     return module.SlotDecoder
 
 
@@ -386,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cuda = pick_device(args.device).startswith("cuda")
     parts = args.part or (["gpu", "arrivals"] if cuda else ["steps", "long", "arrivals"])
+    baseline = load_decoder(args.baseline_decoder) if args.baseline_decoder else None  # before the model loads
     musicgen = load(args.size, args.device)
     figures: dict[str, object] = {"size": args.size, "device": _device_name(musicgen.device),
                                   "dtype": str(musicgen.dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
@@ -401,8 +404,6 @@ def main(argv: list[str] | None = None) -> int:
         figures["long"] = part_long(musicgen, 30.0, 120.0)
         save()
     if "gpu" in parts:
-        baseline = load_decoder(args.baseline_decoder) if args.baseline_decoder else None
-
         def save_gpu(gpu: dict[str, object]) -> None:
             figures["gpu"] = gpu
             save()
