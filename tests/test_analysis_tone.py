@@ -24,6 +24,7 @@ FORMS = {"script", "vlog", "game", "story", "ad", "speech", "podcast"}
     ("tone_dev.jsonl", 40, 10), ("tone_unseen.jsonl", 48, 10), ("tone_unseen2.jsonl", 56, 10),
     ("tone_dev_long.jsonl", 36, 9), ("tone_unseen3.jsonl", 64, 16), ("tone_unseen4.jsonl", 76, 19),
     ("tone_dev5a.jsonl", 64, 16), ("tone_dev5b.jsonl", 64, 16), ("tone_unseen5.jsonl", 64, 16),
+    ("tone_unseen6.jsonl", 64, 16),
 ])
 def test_issue_12_sets_cover_every_quadrant_kind_and_case_in_both_languages(name: str, per_language: int,
                                                                            per_quadrant: int) -> None:
@@ -43,7 +44,7 @@ def test_issue_12_sets_cover_every_quadrant_kind_and_case_in_both_languages(name
 
 
 @pytest.mark.parametrize("name, per_kind", [("tone_unseen2.jsonl", 4), ("tone_unseen3.jsonl", 7), ("tone_unseen4.jsonl", 8),
-                                            ("tone_unseen5.jsonl", 6)])
+                                            ("tone_unseen5.jsonl", 6), ("tone_unseen6.jsonl", 6)])
 def test_the_unseen_sets_have_enough_texts_of_every_harder_kind_per_language(name: str, per_kind: int) -> None:
     rows = load_rows(DATA / name)
     for lang in ("en", "ko"):
@@ -65,7 +66,7 @@ def test_the_head_learns_only_from_the_development_sets_and_they_are_current() -
     from pipeline.analysis.tone import example_ids, examples
     from pipeline.analysis.vectors import EXAMPLE_SETS, EXAMPLE_TONE
 
-    assert "tone_unseen5.jsonl" not in EXAMPLE_SETS
+    assert "tone_unseen5.jsonl" not in EXAMPLE_SETS and "tone_unseen6.jsonl" not in EXAMPLE_SETS
     labelled = {r["id"]: r for n in EXAMPLE_SETS for r in load_rows(DATA / n)}
     ids = example_ids()
     assert sorted(ids) == sorted(labelled), "run python -m pipeline.analysis.vectors"

@@ -33,6 +33,7 @@ DEFAULT_DATA = [
     Path("tests/data/tone_dev5b.jsonl"),
     Path("tests/data/tone_unseen4.jsonl"),
     Path("tests/data/tone_unseen5.jsonl"),
+    Path("tests/data/tone_unseen6.jsonl"),
 ]
 LANGUAGES = {"en": "English", "ko": "Korean"}
 

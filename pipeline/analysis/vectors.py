@@ -25,8 +25,8 @@ from .profiles import profiles
 from .text import clean, sentences
 from .tone import EXAMPLES_FILE, bank, examples
 
-# The labelled sets the tone head learns from (development data). The unseen set that measures the
-# analyser (tone_unseen5.jsonl) and the older check sets stay out: a test checks this.
+# The labelled sets the tone head learns from (development data). The unseen sets that measure the
+# analyser (tone_unseen5.jsonl, tone_unseen6.jsonl) and the older check sets stay out: a test checks this.
 EXAMPLE_SETS = ("tone_dev.jsonl", "tone_dev_long.jsonl", "tone_unseen.jsonl", "tone_unseen2.jsonl",
                 "tone_unseen3.jsonl", "tone_dev5a.jsonl", "tone_dev5b.jsonl", "tone_unseen4.jsonl")
 EXAMPLE_TONE = 0.7  # a label's sign (+-1) becomes this valence or arousal
